@@ -1,0 +1,5 @@
+export * from './app.ts'
+export * from './context.ts'
+export * from './group-commit.ts'
+export * from './ingest.ts'
+export * from './referral-codes.ts'

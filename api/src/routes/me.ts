@@ -1,0 +1,70 @@
+import { type Counters, referralLink, type Track } from '@referral/core'
+import { readCounters } from '@referral/workers'
+import { Hono } from 'hono'
+import type { ApiDeps } from '../context.ts'
+import { jwtAuth } from '../middleware/auth.ts'
+import { getOrCreateCode } from '../referral-codes.ts'
+
+export interface ReferrerStats extends Counters {
+  total_clicks: number
+  total_referrals: number
+  pending_referrals: number
+  conversion_rate: number
+  total_earnings_cents: number
+  track: Track
+  as_of: string
+}
+
+/** The six metrics of contract section 1, derived from the live counters. */
+export function toStats(c: Counters, track: Track, asOf: Date): ReferrerStats {
+  return {
+    ...c,
+    total_clicks: c.clicks,
+    total_referrals: c.signups,
+    pending_referrals: Math.max(0, c.signups - c.conversions),
+    conversion_rate: c.signups === 0 ? 0 : c.conversions / c.signups,
+    total_earnings_cents: c.earnings_cents,
+    track,
+    as_of: asOf.toISOString(),
+  }
+}
+
+/** The referrer's own data; the JWT's `sub` is the only user these routes ever read. */
+export function meRoutes(deps: ApiDeps): Hono {
+  const { config, redis, keys } = deps
+  const app = new Hono()
+  app.use('/v1/me/*', jwtAuth(config.jwtSecret))
+
+  app.get('/v1/me/referral', async (c) => {
+    const { userId } = c.get('auth')
+    const code = await getOrCreateCode(redis, keys, userId)
+    const link = referralLink(config.landingUrl, code)
+    const text = encodeURIComponent(
+      'I use the API marketplace for my projects. Sign up with my link and get $2.50 of credit:',
+    )
+    return c.json({
+      code,
+      link,
+      track: await trackOf(deps, userId),
+      share: {
+        twitter: `https://twitter.com/intent/tweet?text=${text}&url=${encodeURIComponent(link)}`,
+        linkedin: `https://www.linkedin.com/sharing/share-offsite/?url=${encodeURIComponent(link)}`,
+      },
+    })
+  })
+
+  app.get('/v1/me/stats', async (c) => {
+    const { userId } = c.get('auth')
+    const [counters, track] = await Promise.all([
+      readCounters(redis, keys.stats(userId)),
+      trackOf(deps, userId),
+    ])
+    return c.json(toStats(counters, track, new Date()))
+  })
+  return app
+}
+
+async function trackOf(deps: ApiDeps, userId: string): Promise<Track> {
+  const t = await deps.redis.hget(deps.keys.user(userId), 'track')
+  return t === 'partner' ? 'partner' : 'basic'
+}

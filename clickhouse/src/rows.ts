@@ -1,0 +1,49 @@
+/** The shapes of rows as written to ClickHouse (JSONEachRow); times are epoch milliseconds. */
+
+export interface EventRow {
+  id: string
+  type: 'click' | 'signup' | 'purchase' | 'refund'
+  ts: number
+  received_at: number
+  referrer_id: string
+  code: string
+  user_id: string
+  visitor_id: string
+  counted: 0 | 1
+  first_purchase: 0 | 1
+  note: string
+  amount_cents: number
+  commission_cents: number
+  track: string
+  currency: string
+  plan: string
+  purchase_id: string
+  url: string
+  referrer_url: string
+  utm_source: string
+  utm_medium: string
+  utm_campaign: string
+  ip: string
+  user_agent: string
+  is_bot: 0 | 1
+}
+
+export type LedgerKind =
+  | 'commission'
+  | 'commission_reversal'
+  | 'signup_bonus'
+  | 'bonus_expiry'
+  | 'spend'
+  | 'payout'
+  | 'payout_failure'
+
+export interface LedgerRow {
+  entry_id: string
+  kind: LedgerKind
+  user_id: string
+  account: 'wallet' | 'cash'
+  amount_cents: number
+  event_id: string
+  source_user_id: string
+  ts: number
+}

@@ -1,0 +1,133 @@
+import { z } from 'zod'
+
+/**
+ * The one place that reads the environment. `parseConfig` is called once, at start,
+ * with `process.env` (or a test's own object), and the result is passed down.
+ */
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()))
+
+const intFrom = (def: number, min: number, max: number) =>
+  z.coerce.number().int().min(min).max(max).default(def)
+
+const envSchema = z.object({
+  PORT: intFrom(3000, 0, 65535),
+  HOST: z.string().default('0.0.0.0'),
+  PUBLIC_URL: optionalString.pipe(z.url().optional()),
+  DATA_DIR: z.string().min(1).default('./data'),
+  CLICKHOUSE_URL: optionalString.pipe(z.url().optional()),
+  CLICKHOUSE_DATABASE: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a plain identifier')
+    .default('referral'),
+  CLICKHOUSE_USER: optionalString,
+  CLICKHOUSE_PASSWORD: optionalString,
+  REDIS_URL: optionalString.pipe(z.url().optional()),
+  REDIS_SERVER_BIN: z.string().default('redis-server'),
+  REDIS_APPENDFSYNC: z.enum(['always', 'everysec']).default('always'),
+  INGEST_API_KEY: optionalString.pipe(z.string().min(16, 'at least 16 characters').optional()),
+  AUTH_JWT_SECRET: optionalString.pipe(z.string().min(32, 'at least 32 characters').optional()),
+  LANDING_URL: optionalString.pipe(z.url().optional()),
+  ATTRIBUTION_WINDOW_DAYS: intFrom(30, 1, 365),
+  DEDUP_WINDOW_DAYS: intFrom(8, 7, 90),
+  STRIPE_SECRET_KEY: optionalString,
+  STRIPE_WEBHOOK_SECRET: optionalString,
+  STRIPE_API_URL: optionalString.pipe(z.url().optional()),
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .default('ra'),
+  CLICK_RATE_LIMIT_PER_MINUTE: intFrom(120, 1, 1_000_000),
+  INGEST_RATE_LIMIT_PER_SECOND: intFrom(0, 0, 10_000_000),
+  SHUTDOWN_GRACE_MS: intFrom(10_000, 100, 600_000),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+})
+
+export type ProcessRole = 'all' | 'api' | 'workers'
+
+export interface Config {
+  port: number
+  host: string
+  /** Where the service can be reached by a browser, for links it prints and builds. */
+  publicUrl: string
+  dataDir: string
+  clickhouse: {
+    /** unset: embedded chDB under `${dataDir}/clickhouse` */
+    url: string | undefined
+    database: string
+    user: string | undefined
+    password: string | undefined
+  }
+  redis: {
+    /** unset: a redis-server child process under `${dataDir}/redis` */
+    url: string | undefined
+    serverBin: string
+    appendfsync: 'always' | 'everysec'
+  }
+  /** unset: generated at start and stored under `${dataDir}` (see secrets.ts in server/) */
+  ingestApiKey: string | undefined
+  jwtSecret: string | undefined
+  landingUrl: string
+  attributionWindowDays: number
+  dedupWindowDays: number
+  stripe: { secretKey: string | undefined; webhookSecret: string | undefined; apiUrl: string | undefined }
+  queuePrefix: string
+  clickRateLimitPerMinute: number
+  /** 0: no limit */
+  ingestRateLimitPerSecond: number
+  shutdownGraceMs: number
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+}
+
+export class ConfigError extends Error {
+  constructor(public readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`)
+    this.name = 'ConfigError'
+  }
+}
+
+export function parseConfig(env: Record<string, string | undefined>): Config {
+  const parsed = envSchema.safeParse(env)
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`))
+  }
+  const e = parsed.data
+  const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/$/, '')
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    publicUrl,
+    dataDir: e.DATA_DIR,
+    clickhouse: {
+      url: e.CLICKHOUSE_URL,
+      database: e.CLICKHOUSE_DATABASE,
+      user: e.CLICKHOUSE_USER,
+      password: e.CLICKHOUSE_PASSWORD,
+    },
+    redis: { url: e.REDIS_URL, serverBin: e.REDIS_SERVER_BIN, appendfsync: e.REDIS_APPENDFSYNC },
+    ingestApiKey: e.INGEST_API_KEY,
+    jwtSecret: e.AUTH_JWT_SECRET,
+    landingUrl: e.LANDING_URL ?? `${publicUrl}/landing`,
+    attributionWindowDays: e.ATTRIBUTION_WINDOW_DAYS,
+    dedupWindowDays: e.DEDUP_WINDOW_DAYS,
+    stripe: {
+      secretKey: e.STRIPE_SECRET_KEY,
+      webhookSecret: e.STRIPE_WEBHOOK_SECRET,
+      apiUrl: e.STRIPE_API_URL,
+    },
+    queuePrefix: e.QUEUE_PREFIX,
+    clickRateLimitPerMinute: e.CLICK_RATE_LIMIT_PER_MINUTE,
+    ingestRateLimitPerSecond: e.INGEST_RATE_LIMIT_PER_SECOND,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    logLevel: e.LOG_LEVEL,
+  }
+}
+
+/** A config whose secrets are known: what the running service works with. */
+export interface ResolvedConfig extends Config {
+  ingestApiKey: string
+  jwtSecret: string
+}

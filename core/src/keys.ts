@@ -1,0 +1,55 @@
+/**
+ * The Redis key layout, in one place. Every key that holds program state is named here;
+ * BullMQ's own keys live under `${QUEUE_PREFIX}:bull`.
+ *
+ * Prefixes never overlap, so `prefix + opaque id` cannot collide across kinds.
+ */
+export interface Keys {
+  /** event id already taken by the pipeline (string "1", TTL = dedup window) */
+  marker(type: string, id: string): string
+  /** code -> owner user id (string) */
+  code(code: string): string
+  /** per user: code, referrer, signed_up_at, referred_at, converted_at, track (hash) */
+  user(userId: string): string
+  /** a visitor's last counted click: "CODE ts" (string, TTL = attribution window) */
+  visitor(visitorId: string): string
+  /** what a refund needs of a purchase (hash) */
+  purchase(purchaseId: string): string
+  /** refunds that arrived before their purchase (JSON array) */
+  heldRefunds(purchaseId: string): string
+  /** a referrer's live counters (hash) */
+  stats(userId: string): string
+  /** counters over all referrers (hash) */
+  globalStats(): string
+  /** what a job resolved, kept until its rows are in ClickHouse (JSON) */
+  jobResolution(jobId: string): string
+  /** pub/sub channel: JSON array of user ids whose stats changed */
+  statsChannel(): string
+  /** rate-limit window counter */
+  rateLimit(bucket: string, window: number): string
+  /** BullMQ prefix */
+  bullPrefix(): string
+}
+
+export function makeKeys(prefix: string): Keys {
+  const p = `${prefix}:`
+  return {
+    marker: (type, id) => `${p}ev:${type}:${id}`,
+    code: (code) => `${p}code:${code}`,
+    user: (userId) => `${p}user:${userId}`,
+    visitor: (visitorId) => `${p}visitor:${visitorId}`,
+    purchase: (purchaseId) => `${p}purchase:${purchaseId}`,
+    heldRefunds: (purchaseId) => `${p}held:${purchaseId}`,
+    stats: (userId) => `${p}stats:${userId}`,
+    globalStats: () => `${p}stats-global`,
+    jobResolution: (jobId) => `${p}job:${jobId}`,
+    statsChannel: () => `${p}stats-changed`,
+    rateLimit: (bucket, window) => `${p}rl:${bucket}:${window}`,
+    bullPrefix: () => `${p}bull`,
+  }
+}
+
+/** Counter fields of a stats hash. */
+export const COUNTER_FIELDS = ['clicks', 'signups', 'conversions', 'earnings_cents'] as const
+export type CounterField = (typeof COUNTER_FIELDS)[number]
+export type Counters = Record<CounterField, number>

@@ -1,0 +1,3 @@
+export * from './redis-server.ts'
+export * from './secrets.ts'
+export * from './service.ts'

@@ -1,0 +1,181 @@
+import { once } from 'node:events'
+import { mkdirSync } from 'node:fs'
+import type { Server } from 'node:http'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { serve } from '@hono/node-server'
+import { createApp, GroupCommitter } from '@referral/api'
+import { type ClickHouse, migrate, openClickHouse } from '@referral/clickhouse'
+import {
+  INGEST_JOB_OPTIONS,
+  type JobPayloads,
+  type Logger,
+  makeKeys,
+  makeRedis,
+  newId,
+  type ProcessRole,
+  QUEUE_NAMES,
+  type ResolvedConfig,
+} from '@referral/core'
+import { type IngestWorker, startIngestWorker } from '@referral/workers'
+import { Queue } from 'bullmq'
+import type { Redis } from 'ioredis'
+import { type RedisServer, startRedisServer } from './redis-server.ts'
+
+export const WEB_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'web', 'dist')
+
+export interface Service {
+  /** where the HTTP server listens (when this process serves HTTP) */
+  url: string | undefined
+  redisUrl: string
+  ch: ClickHouse | null
+  redisServer: RedisServer | null
+  committer: GroupCommitter | null
+  queue: Queue<JobPayloads['ingest']> | null
+  ingestWorker: IngestWorker | null
+  stop(): Promise<void>
+}
+
+export interface StartOptions {
+  config: ResolvedConfig
+  role: ProcessRole
+  log: Logger
+  webRoot?: string
+}
+
+/**
+ * Starts what this process runs: the embedded Redis when no REDIS_URL is set, ClickHouse
+ * (with migrations), the HTTP API and the workers, by role. `stop()` shuts down in order:
+ * stop accepting, answer what was accepted, drain, close workers, stop the spawned Redis.
+ */
+export async function startService(opts: StartOptions): Promise<Service> {
+  const { config, role, log } = opts
+  mkdirSync(config.dataDir, { recursive: true })
+  const cleanups: Array<() => Promise<void>> = []
+  const runCleanups = async () => {
+    for (const f of cleanups.splice(0).reverse()) {
+      try {
+        await f()
+      } catch (e) {
+        log.error({ err: (e as Error).message }, 'error during shutdown')
+      }
+    }
+  }
+  try {
+    let redisServer: RedisServer | null = null
+    let redisUrl = config.redis.url
+    if (redisUrl === undefined) {
+      redisServer = await startRedisServer({
+        dir: join(config.dataDir, 'redis'),
+        bin: config.redis.serverBin,
+        appendfsync: config.redis.appendfsync,
+      })
+      const rs = redisServer
+      cleanups.push(() => rs.stop())
+      redisUrl = redisServer.url
+      log.info({ url: redisUrl, pid: redisServer.pid }, 'started embedded redis-server')
+    }
+
+    const keys = makeKeys(config.queuePrefix)
+    const runsWorkers = role !== 'api'
+    const runsApi = role !== 'workers'
+
+    // chDB opens its data directory from one process: in a split deployment on chDB the
+    // workers own it and the API does without ClickHouse.
+    let ch: ClickHouse | null = null
+    if (runsWorkers || config.clickhouse.url !== undefined) {
+      ch = await openClickHouse(config)
+      const c = ch
+      cleanups.push(() => c.close())
+      const m = await migrate(ch)
+      if (m.applied.length > 0) log.info({ applied: m.applied }, 'clickhouse migrations applied')
+    }
+
+    let ingestWorker: IngestWorker | null = null
+    if (runsWorkers) {
+      if (ch === null) throw new Error('workers need ClickHouse')
+      const admin = makeRedis(redisUrl, 'command', 'setup')
+      const q = new Queue(QUEUE_NAMES.ingest, { connection: admin, prefix: keys.bullPrefix() })
+      // one ingest job at a time across all worker processes: events apply in arrival order
+      await q.setGlobalConcurrency(1)
+      await q.close()
+      admin.disconnect()
+      ingestWorker = startIngestWorker({ config, redisUrl, keys, ch, log })
+      const w = ingestWorker
+      cleanups.push(() => w.close())
+    }
+
+    let url: string | undefined
+    let committer: GroupCommitter | null = null
+    let queue: Queue<JobPayloads['ingest']> | null = null
+    if (runsApi) {
+      const queueConn = makeRedis(redisUrl, 'queue', 'api')
+      queueConn.on('error', (e) => log.warn({ err: e.message }, 'queue redis'))
+      // a producer that fails fast cannot send BullMQ's first commands before it is connected
+      await once(queueConn, 'ready')
+      const commandConn: Redis = makeRedis(redisUrl, 'command', 'api')
+      commandConn.on('error', (e) => log.warn({ err: e.message }, 'command redis'))
+      cleanups.push(async () => {
+        commandConn.disconnect()
+      })
+      const q = new Queue<JobPayloads['ingest']>(QUEUE_NAMES.ingest, {
+        connection: queueConn,
+        prefix: keys.bullPrefix(),
+        skipWaitingForReady: true,
+      })
+      queue = q
+      cleanups.push(async () => {
+        await q.close()
+        queueConn.disconnect()
+      })
+      const gc = new GroupCommitter(
+        async (events) => {
+          await q.add('events', { events }, { ...INGEST_JOB_OPTIONS, jobId: newId() })
+        },
+        { maxBatchEvents: 5000, maxInFlight: 4 },
+      )
+      committer = gc
+      const app = createApp({
+        config,
+        redis: commandConn,
+        keys,
+        events: gc,
+        ch,
+        log,
+        webRoot: opts.webRoot ?? WEB_ROOT,
+      })
+      const server = await new Promise<Server>((res) => {
+        const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () =>
+          res(s as Server),
+        )
+      })
+      const addr = server.address()
+      const port = typeof addr === 'object' && addr !== null ? addr.port : config.port
+      url = `http://127.0.0.1:${port}`
+      // cleanups run last-in first-out: the server stops accepting and finishes the requests
+      // in flight (their events are being queued) before the committer closes.
+      cleanups.push(() => gc.close())
+      cleanups.push(
+        () =>
+          new Promise<void>((res) => {
+            server.close(() => res())
+            server.closeIdleConnections()
+          }),
+      )
+    }
+
+    return {
+      url,
+      redisUrl,
+      ch,
+      redisServer,
+      committer,
+      queue,
+      ingestWorker,
+      stop: runCleanups,
+    }
+  } catch (e) {
+    await runCleanups()
+    throw e
+  }
+}

@@ -1,0 +1,76 @@
+import type { Track } from '@referral/core'
+
+/** Program state the pipeline keeps in Redis, as the resolver sees it. */
+
+export interface UserState {
+  code?: string
+  /** the referrer's user id, set once at signup and never reassigned */
+  referrer?: string
+  signedUpAt?: number
+  referredAt?: number
+  convertedAt?: number
+  track?: Track
+}
+
+export interface VisitorState {
+  code: string
+  ts: number
+}
+
+export interface PurchaseState {
+  user: string
+  /** '' when the buyer was not referred */
+  referrer: string
+  amount: number
+  commission: number
+  track: Track | ''
+  refunded: number
+  reversed: number
+}
+
+export interface HeldRefund {
+  id: string
+  amount_cents: number
+  ts: number
+  received_at: number
+}
+
+/** A loaded key is present in its map; a loaded key with no value maps to null (or {} for users). */
+export interface StateSnapshot {
+  markers: Map<string, boolean>
+  codes: Map<string, string | null>
+  users: Map<string, UserState>
+  visitors: Map<string, VisitorState | null>
+  purchases: Map<string, PurchaseState | null>
+  held: Map<string, HeldRefund[]>
+}
+
+export type StateKind = keyof StateSnapshot
+
+export type Needs = Record<StateKind, Set<string>>
+
+export function emptySnapshot(): StateSnapshot {
+  return {
+    markers: new Map(),
+    codes: new Map(),
+    users: new Map(),
+    visitors: new Map(),
+    purchases: new Map(),
+    held: new Map(),
+  }
+}
+
+export function emptyNeeds(): Needs {
+  return {
+    markers: new Set(),
+    codes: new Set(),
+    users: new Set(),
+    visitors: new Set(),
+    purchases: new Set(),
+    held: new Set(),
+  }
+}
+
+export function markerId(type: string, id: string): string {
+  return `${type}:${id}`
+}
