@@ -1,5 +1,5 @@
 import { once } from 'node:events'
-import { mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
 import type { Server } from 'node:http'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -22,7 +22,9 @@ import { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { type RedisServer, startRedisServer } from './redis-server.ts'
 
-export const WEB_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'web', 'dist')
+const WEB = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'web')
+/** the built dashboard (npm run build -w web), else the static pages it is built from */
+export const WEB_ROOT = existsSync(join(WEB, 'dist', 'index.html')) ? join(WEB, 'dist') : join(WEB, 'public')
 
 export interface Service {
   /** where the HTTP server listens (when this process serves HTTP) */
