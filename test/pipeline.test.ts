@@ -119,7 +119,11 @@ describe('event pipeline, end to end', () => {
       headers: { origin: 'https://landing.example', 'access-control-request-method': 'POST' },
     })
     expect(pre.headers.get('access-control-allow-origin')).toBe('*')
-    const res = await api.post('/v1/track/click', { code, visitor_id: 'beacon-v' }, { authorization: '', 'user-agent': BROWSER_UA })
+    const res = await api.post(
+      '/v1/track/click',
+      { code, visitor_id: 'beacon-v' },
+      { authorization: '', 'user-agent': BROWSER_UA },
+    )
     expect(res.status).toBe(202)
     await eventually(async () => expect((await statsFor(api, 'ivy')).total_clicks).toBe(1))
   })

@@ -11,6 +11,8 @@ export function makeErrorHandler(log: Logger): ErrorHandler {
       log.error({ err: err.message, cause: describeCause(appErr), path: c.req.path }, 'request failed')
     }
     for (const [k, v] of Object.entries(appErr.headers)) c.header(k, v)
+    // the rest of an oversize body was not read: the connection cannot carry another request
+    if (appErr.code === 'payload_too_large') c.header('Connection', 'close')
     return c.json(appErr.toBody(), appErr.status as ContentfulStatusCode)
   }
 }

@@ -5,7 +5,11 @@ import { INGEST_KEY, JWT_SECRET } from './env.ts'
 export const BROWSER_UA =
   'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36'
 
-export async function tokenFor(sub: string, claims: Record<string, unknown> = {}, secret = JWT_SECRET): Promise<string> {
+export async function tokenFor(
+  sub: string,
+  claims: Record<string, unknown> = {},
+  secret = JWT_SECRET,
+): Promise<string> {
   return new SignJWT(claims)
     .setProtectedHeader({ alg: 'HS256' })
     .setSubject(sub)

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type Config, makeLogger, parseConfig, type ResolvedConfig } from '@referral/core'
-import { startRedisServer, type RedisServer } from '@referral/server'
+import { type RedisServer, startRedisServer } from '@referral/server'
 
 export const INGEST_KEY = 'test-ingest-key-0123456789abcdef'
 export const JWT_SECRET = 'test-jwt-secret-0123456789abcdef0123456789abcdef'

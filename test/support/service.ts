@@ -8,7 +8,8 @@ import { silentLog, testConfig } from './env.ts'
 export async function startTestService(dataDir: string, redisUrl: string, env: Record<string, string> = {}) {
   const config = testConfig(dataDir, { REDIS_URL: redisUrl, ...env })
   const service = await startService({ config, role: 'all', log: silentLog })
-  if (service.url === undefined || service.ch === null) throw new Error('service started without API or ClickHouse')
+  if (service.url === undefined || service.ch === null)
+    throw new Error('service started without API or ClickHouse')
   return { service, url: service.url, ch: service.ch, config }
 }
 
@@ -25,7 +26,11 @@ export async function drained(service: Service, timeoutMs = 30_000): Promise<voi
   throw new Error('the ingest queue did not drain')
 }
 
-export async function count(ch: ClickHouse, sql: string, params: Record<string, unknown> = {}): Promise<number> {
+export async function count(
+  ch: ClickHouse,
+  sql: string,
+  params: Record<string, unknown> = {},
+): Promise<number> {
   const [row] = await queryRows<{ n: string }>(ch, sql, params)
   return Number(row?.n ?? 0)
 }
