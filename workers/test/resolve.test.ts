@@ -1,0 +1,169 @@
+import type { QueuedEvent } from '@referral/core'
+import { describe, expect, it } from 'vitest'
+import { resolveBatch } from '../src/resolve.ts'
+import { emptySnapshot, type StateSnapshot } from '../src/state.ts'
+
+const DAY = 86_400_000
+const opts = { attributionWindowMs: 30 * DAY }
+const T0 = Date.UTC(2026, 10, 1)
+
+/** Runs the resolver to a fixed point over a snapshot where unknown keys are empty. */
+function run(events: QueuedEvent[], seed: (s: StateSnapshot) => void = () => {}) {
+  const snap = emptySnapshot()
+  seed(snap)
+  let r = resolveBatch(events, snap, opts)
+  while (r.needs !== null) {
+    for (const k of r.needs.markers) snap.markers.set(k, false)
+    for (const k of r.needs.codes) snap.codes.set(k, null)
+    for (const k of r.needs.users) snap.users.set(k, {})
+    for (const k of r.needs.visitors) snap.visitors.set(k, null)
+    for (const k of r.needs.purchases) snap.purchases.set(k, null)
+    for (const k of r.needs.held) snap.held.set(k, [])
+    r = resolveBatch(events, snap, opts)
+  }
+  return r.resolution
+}
+
+const ev = {
+  click: (id: string, code: string, visitor: string, ts = T0): QueuedEvent => ({
+    type: 'click',
+    id,
+    code,
+    visitor_id: visitor,
+    ts,
+    received_at: ts,
+  }),
+  signup: (
+    id: string,
+    user: string,
+    extra: { ref?: string; visitor_id?: string } = {},
+    ts = T0,
+  ): QueuedEvent => ({
+    type: 'signup',
+    id,
+    user_id: user,
+    ...extra,
+    ts,
+    received_at: ts,
+  }),
+  purchase: (id: string, user: string, amount: number, ts = T0): QueuedEvent => ({
+    type: 'purchase',
+    id,
+    user_id: user,
+    amount_cents: amount,
+    currency: 'usd',
+    ts,
+    received_at: ts,
+  }),
+  refund: (id: string, purchase: string, amount: number, ts = T0): QueuedEvent => ({
+    type: 'refund',
+    id,
+    purchase_id: purchase,
+    amount_cents: amount,
+    ts,
+    received_at: ts,
+  }),
+}
+
+const owners = (s: StateSnapshot) => {
+  s.codes.set('AAAAAAAA', 'alice')
+  s.codes.set('BBBBBBBB', 'bob')
+}
+
+describe('attribution', () => {
+  it('uses the signup ref first, else the visitor last click inside the window', () => {
+    const r = run(
+      [
+        ev.click('c1', 'AAAAAAAA', 'v1', T0),
+        ev.click('c2', 'BBBBBBBB', 'v1', T0 + 1000),
+        ev.signup('s1', 'u1', { visitor_id: 'v1' }, T0 + 2000),
+        ev.signup('s2', 'u2', { ref: 'AAAAAAAA', visitor_id: 'v1' }, T0 + 3000),
+      ],
+      owners,
+    )
+    expect(r.users.get('u1')?.referrer).toBe('bob') // last click wins
+    expect(r.users.get('u2')?.referrer).toBe('alice') // the ref on the signup wins over clicks
+  })
+
+  it('ignores a click older than the window', () => {
+    const r = run(
+      [ev.click('c1', 'AAAAAAAA', 'v1', T0), ev.signup('s1', 'u1', { visitor_id: 'v1' }, T0 + 31 * DAY)],
+      owners,
+    )
+    expect(r.users.get('u1')?.referrer).toBeUndefined()
+    expect(r.rows[1]?.note).toBe('unattributed')
+  })
+
+  it('never lets a user refer themselves, and keeps unknown codes unattributed', () => {
+    const r = run(
+      [ev.signup('s1', 'alice', { ref: 'AAAAAAAA' }), ev.signup('s2', 'zed', { ref: 'ZZZZZZZZ' })],
+      owners,
+    )
+    expect(r.rows.map((x) => [x.note, x.counted])).toEqual([
+      ['self_referral', 0],
+      ['unknown_code', 0],
+    ])
+    expect(r.counters.size).toBe(0)
+  })
+
+  it('refers a user once: the first valid referral is never reassigned', () => {
+    const r = run(
+      [ev.signup('s1', 'u1', { ref: 'AAAAAAAA' }), ev.signup('s2', 'u1', { ref: 'BBBBBBBB' })],
+      owners,
+    )
+    expect(r.users.get('u1')?.referrer).toBe('alice')
+    expect(r.rows[1]?.note).toBe('already_signed_up')
+    expect(r.counters.get('bob')).toBeUndefined()
+  })
+})
+
+describe('commissions and refunds', () => {
+  it('pays the referrer by their track at the time of purchase, and counts one conversion', () => {
+    const r = run(
+      [
+        ev.signup('s1', 'u1', { ref: 'AAAAAAAA' }),
+        ev.purchase('p1', 'u1', 1999),
+        ev.purchase('p2', 'u1', 3000),
+      ],
+      (s) => {
+        owners(s)
+        s.users.set('alice', { track: 'partner' })
+      },
+    )
+    expect(r.ledger.map((l) => [l.entry_id, l.account, l.amount_cents])).toEqual([
+      ['commission:p1', 'cash', 200],
+      ['commission:p2', 'cash', 300],
+    ])
+    expect(r.counters.get('alice')).toEqual({ signups: 1, conversions: 1, earnings_cents: 500 })
+  })
+
+  it('holds a refund that arrives before its purchase and applies it when the purchase comes', () => {
+    const r = run(
+      [
+        ev.refund('r1', 'p1', 1000),
+        ev.signup('s1', 'u1', { ref: 'AAAAAAAA' }),
+        ev.purchase('p1', 'u1', 2000),
+      ],
+      owners,
+    )
+    expect(r.rows[0]?.note).toBe('held_until_purchase')
+    expect(r.ledger.map((l) => [l.entry_id, l.amount_cents])).toEqual([
+      ['commission:p1', 100],
+      ['commission_reversal:r1', -50],
+    ])
+    expect(r.counters.get('alice')?.earnings_cents).toBe(50)
+    expect(r.held.get('p1')).toEqual([])
+  })
+
+  it('takes each event id once, in a batch and against earlier batches', () => {
+    const r = run(
+      [ev.click('c1', 'AAAAAAAA', 'v'), ev.click('c1', 'AAAAAAAA', 'v'), ev.click('c2', 'AAAAAAAA', 'v')],
+      (s) => {
+        owners(s)
+        s.markers.set('click:c2', true)
+      },
+    )
+    expect(r.taken).toEqual(['click:c1'])
+    expect(r.counters.get('alice')).toEqual({ clicks: 1 })
+  })
+})
