@@ -1,3 +1,4 @@
+import { once } from 'node:events'
 import { Redis, type RedisOptions } from 'ioredis'
 
 /**
@@ -31,4 +32,10 @@ export function makeRedis(url: string, role: RedisRole, name = 'referral'): Redi
     subscriber: { maxRetriesPerRequest: null },
   }
   return new Redis(url, { ...common, ...byRole[role] })
+}
+
+/** Resolves once the client is connected: clients that fail fast cannot send before that. */
+export async function whenReady(redis: Redis): Promise<Redis> {
+  if (redis.status !== 'ready') await once(redis, 'ready')
+  return redis
 }

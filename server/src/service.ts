@@ -1,4 +1,3 @@
-import { once } from 'node:events'
 import { existsSync, mkdirSync } from 'node:fs'
 import type { Server } from 'node:http'
 import { dirname, join, resolve } from 'node:path'
@@ -16,6 +15,7 @@ import {
   type ProcessRole,
   QUEUE_NAMES,
   type ResolvedConfig,
+  whenReady,
 } from '@referral/core'
 import { type IngestWorker, startIngestWorker } from '@referral/workers'
 import { Queue } from 'bullmq'
@@ -102,7 +102,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
       await q.setGlobalConcurrency(1)
       await q.close()
       admin.disconnect()
-      ingestWorker = startIngestWorker({ config, redisUrl, keys, ch, log })
+      ingestWorker = await startIngestWorker({ config, redisUrl, keys, ch, log })
       const w = ingestWorker
       cleanups.push(() => w.close())
     }
@@ -114,7 +114,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
       const queueConn = makeRedis(redisUrl, 'queue', 'api')
       queueConn.on('error', (e) => log.warn({ err: e.message }, 'queue redis'))
       // a producer that fails fast cannot send BullMQ's first commands before it is connected
-      await once(queueConn, 'ready')
+      await whenReady(queueConn)
       const commandConn: Redis = makeRedis(redisUrl, 'command', 'api')
       commandConn.on('error', (e) => log.warn({ err: e.message }, 'command redis'))
       cleanups.push(async () => {

@@ -19,7 +19,7 @@ export async function drained(service: Service, timeoutMs = 30_000): Promise<voi
   if (q === null) throw new Error('no queue in this process')
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
-    const c = await q.getJobCounts('wait', 'active', 'delayed', 'prioritized', 'paused')
+    const c = await q.getJobCounts('wait', 'active', 'delayed', 'prioritized')
     if (Object.values(c).every((n) => n === 0)) return
     await new Promise((r) => setTimeout(r, 50))
   }

@@ -7,6 +7,7 @@ import {
   makeRedis,
   QUEUE_NAMES,
   type ResolvedConfig,
+  whenReady,
 } from '@referral/core'
 import { type Job, Worker } from 'bullmq'
 import { applyJob } from './apply.ts'
@@ -31,10 +32,11 @@ export interface IngestWorker {
  * worker processes (the queue's global concurrency is 1) so events apply in arrival order:
  * a signup before the purchase that follows it.
  */
-export function startIngestWorker(deps: IngestWorkerDeps): IngestWorker {
+export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestWorker> {
   const { config, keys, ch, log } = deps
   const tx = makeRedis(deps.redisUrl, 'transaction', 'ingest-worker')
   tx.on('error', (e) => log.warn({ err: e.message }, 'ingest worker redis'))
+  await whenReady(tx)
   const opts = {
     attributionWindowMs: config.attributionWindowDays * 86_400_000,
     dedupWindowSeconds: config.dedupWindowDays * 86_400,
