@@ -55,8 +55,12 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
     prefix: keys.bullPrefix(),
     concurrency: 1,
     settings: { backoffStrategy },
-    // a job is never lost to stalls: it goes back to wait, however often it stalls
+    // a job is never lost to stalls: it goes back to wait, however often it stalls.
+    // A worker killed mid-job holds the single global slot until its lock expires, so the
+    // lock is short; a job run twice by mistake is harmless (apply.ts).
     maxStalledCount: 1_000_000,
+    lockDuration: 10_000,
+    stalledInterval: 5_000,
   })
   worker.on('failed', (job, err) =>
     log.warn(

@@ -1,0 +1,82 @@
+import { startRedisServer } from '@referral/server'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { codeFor, eventually, type Http, http, statsFor } from './support/client.ts'
+import { startTestRedis, tempDir } from './support/env.ts'
+import { count, drained, startTestService } from './support/service.ts'
+
+describe('when a dependency fails', () => {
+  const dir = tempDir()
+  let redis: Awaited<ReturnType<typeof startTestRedis>>
+  let svc: Awaited<ReturnType<typeof startTestService>>
+  let api: Http
+  let code: string
+
+  beforeAll(async () => {
+    redis = await startTestRedis(`${dir.path}/redis`)
+    svc = await startTestService(`${dir.path}/data`, redis.url)
+    api = http(svc.url)
+    code = await codeFor(api, 'ref')
+  })
+  afterAll(async () => {
+    await svc?.service.stop()
+    await redis?.stop()
+    dir.remove()
+  })
+
+  it('ClickHouse unavailable: events wait in the queue and land when it is back', async () => {
+    await svc.ch.client.command({ query: 'DETACH TABLE events' })
+    const res = await api.post('/v1/events', {
+      events: Array.from({ length: 30 }, (_, i) => ({ type: 'click', id: `ch-${i}`, code })),
+    })
+    expect(res.status).toBe(202)
+    const q = svc.service.queue
+    if (q === null) throw new Error('no queue')
+    // the job is failing and scheduled for retry, not dropped
+    await eventually(async () => {
+      const jobs = await q.getJobs(['delayed', 'wait', 'active'])
+      expect(jobs.some((j) => j.attemptsMade > 0)).toBe(true)
+    })
+    await svc.ch.client.command({ query: 'ATTACH TABLE events' })
+    await drained(svc.service, 60_000)
+    expect(await count(svc.ch, "SELECT count() AS n FROM events WHERE startsWith(id, 'ch-')")).toBe(30)
+    expect((await statsFor(api, 'ref')).total_clicks).toBe(30)
+    expect(await q.getFailedCount()).toBe(0)
+  })
+
+  it('Redis unreachable: ingest answers 503 within 2 s, accepts nothing, and recovers by itself', async () => {
+    const accepted = await api.post('/v1/events', { type: 'click', id: 'before-kill', code })
+    expect(accepted.status).toBe(202)
+    await drained(svc.service)
+    redis.child.kill('SIGKILL')
+    await new Promise((r) => setTimeout(r, 100))
+
+    const started = Date.now()
+    const res = await api.post('/v1/events', { type: 'click', id: 'while-down', code })
+    expect(res.status).toBe(503)
+    expect(Date.now() - started).toBeLessThan(2000)
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('unavailable')
+    expect((await fetch(`${svc.url}/readyz`)).status).toBe(503)
+
+    // the same port and data directory: what was acknowledged before the kill is still there
+    redis = await startRedisServer({
+      dir: `${dir.path}/redis`,
+      bin: 'redis-server',
+      appendfsync: 'always',
+      port: redis.port,
+    })
+    await eventually(
+      async () => {
+        const again = await api.post('/v1/events', { type: 'click', id: 'after-restart', code })
+        expect(again.status).toBe(202)
+      },
+      30_000,
+      200,
+    )
+    await drained(svc.service, 30_000)
+    expect(
+      await count(svc.ch, "SELECT count() AS n FROM events WHERE id IN ('before-kill', 'after-restart')"),
+    ).toBe(2)
+    expect(await count(svc.ch, "SELECT count() AS n FROM events WHERE id = 'while-down'")).toBe(0)
+    expect((await statsFor(api, 'ref')).total_clicks).toBe(32)
+  })
+})
