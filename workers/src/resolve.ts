@@ -57,6 +57,7 @@ export interface ResolveResult {
 class View {
   readonly needs = emptyNeeds()
   missing = false
+  private readonly takenHere = new Set<string>()
   constructor(
     private readonly snap: StateSnapshot,
     private readonly out: Resolution,
@@ -77,7 +78,12 @@ class View {
 
   taken(type: string, id: string): boolean {
     const k = markerId(type, id)
-    return this.out.taken.includes(k) || this.read('markers', k) === true
+    return this.takenHere.has(k) || this.read('markers', k) === true
+  }
+  take(type: string, id: string): void {
+    const k = markerId(type, id)
+    this.takenHere.add(k)
+    this.out.taken.push(k)
   }
   codeOwner(code: string): string | null {
     return this.read('codes', code) ?? null
@@ -334,7 +340,7 @@ export function resolveBatch(
 
   for (const e of events) {
     if (view.taken(e.type, e.id)) continue
-    out.taken.push(markerId(e.type, e.id))
+    view.take(e.type, e.id)
     const row = baseRow(e)
     switch (e.type) {
       case 'click':
