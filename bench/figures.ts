@@ -1,0 +1,139 @@
+import type { BatchRun, CannonFigures } from './load.ts'
+import type { DrainResult } from './pipeline.ts'
+import type { ExitInfo } from './proc.ts'
+import { fmt, type Row, row, verdict } from './report.ts'
+
+/** The figures of one `npm run bench`, as table rows: what was measured, against what, and the targets. */
+
+export interface Shape {
+  connections: number
+  durationS: number
+  loops: number
+  batch: number
+}
+
+export interface Baseline {
+  single: CannonFigures
+  batch: BatchRun
+}
+
+export interface ServiceRun {
+  readyMs: number
+  single: CannonFigures
+  singleDrain: DrainResult
+  singleDrainMs: number
+  clicksBefore: number
+  batch: BatchRun
+  expected: number
+  drain: DrainResult
+  failed: number
+  redisUsedBefore: number
+  redisUsedAfter: number
+  dbsize: number
+  rssAfterKb: number
+  hwmKb: number
+  rssPeakKb: number
+  redisRssPeakKb: number
+  stop: ExitInfo & { ms: number; killed: boolean }
+  redisGone: boolean
+  problems: string[]
+}
+
+export function rows(shape: Shape, b: Baseline, s: ServiceRun): Row[] {
+  const { connections: CONNECTIONS, durationS: D_S, loops: LOOPS, batch: BATCH } = shape
+  const { single } = s
+  const bareBatchRate = b.batch.accepted / ((b.batch.tLast202 - b.batch.tFirstSent) / 1000)
+  const edgeRate = s.batch.accepted / ((s.batch.tLast202 - s.batch.tFirstSent) / 1000)
+  const e2eMs = s.drain.tDone - s.batch.tFirstSent
+  const e2eRate = s.drain.done ? s.batch.accepted / (e2eMs / 1000) : Number.NaN
+  const singleSent = single.ok + single.non2xx
+  const batchRefused = Object.entries(s.batch.refused).map(([k, v]) => `${v}x${k}`)
+  const usedDelta = s.redisUsedAfter - s.redisUsedBefore
+  const applied = s.drain.clicks - s.clicksBefore
+  const appliedRate = applied / ((s.drain.tDone - s.batch.tFirstSent) / 1000)
+  const kb = (n: number) => fmt.mb(n * 1024)
+  const ratio = (a: number, c: number) => ({ baseline: '', ratio: fmt.ratio(a, c) })
+  return [
+    row(`single-event POST /v1/events, 2xx/s (${CONNECTIONS} conns, ${D_S} s)`, fmt.int(single.okPerSec), {
+      baseline: fmt.int(b.single.okPerSec),
+      ratio: fmt.ratio(single.okPerSec, b.single.okPerSec),
+      target: 'ratio >= 0.8',
+      verdict: verdict(single.okPerSec / b.single.okPerSec >= 0.8),
+    }),
+    row('single-event latency p50', fmt.ms(single.p50), {
+      ...ratio(single.p50, b.single.p50),
+      baseline: fmt.ms(b.single.p50),
+    }),
+    row('single-event latency p99', fmt.ms(single.p99), {
+      ...ratio(single.p99, b.single.p99),
+      baseline: fmt.ms(b.single.p99),
+    }),
+    row(
+      'single-event non-2xx / 5xx / conn errors',
+      `${single.non2xx} / ${single.status5xx} / ${single.errors}`,
+      {
+        baseline: `${b.single.non2xx} / ${b.single.status5xx} / ${b.single.errors}`,
+        target: '0',
+        verdict: verdict(single.non2xx + single.errors === 0),
+      },
+    ),
+    row('single-event clicks counted after drain (incl. 1 s warm-up)', fmt.int(s.clicksBefore), {
+      baseline: `${fmt.int(singleSent)} 2xx in the measured ${D_S} s`,
+      target: 'drained',
+      verdict: verdict(s.singleDrain.done),
+    }),
+    row('single-event backlog drain after autocannon stopped', fmt.s(s.singleDrainMs + 300)),
+    row(`batched: accepted events/s at the HTTP edge (${LOOPS} loops x ${BATCH})`, fmt.int(edgeRate), {
+      baseline: `${fmt.int(bareBatchRate)} (bare server)`,
+      ratio: fmt.ratio(edgeRate, bareBatchRate),
+    }),
+    row('batched: events/s end to end (queue empty + counter)', fmt.int(e2eRate), {
+      baseline: fmt.int(edgeRate),
+      ratio: fmt.ratio(e2eRate, edgeRate),
+      target: '>= 100,000 ev/s',
+      verdict: verdict(e2eRate >= 100_000),
+    }),
+    row('batched: events applied to the counter per s, first request to last poll', fmt.int(appliedRate), {
+      baseline: `${fmt.int(applied)} applied in ${fmt.s(s.drain.tDone - s.batch.tFirstSent)}`,
+    }),
+    row('batched: events accepted / requests', `${fmt.int(s.batch.accepted)} / ${fmt.int(s.batch.requests)}`),
+    row(
+      'batched: refused responses / conn errors / 202s not accepting all',
+      `${batchRefused.join(', ') || '0'} / ${s.batch.errors} / ${s.batch.acceptedMismatch}`,
+      {
+        target: '0',
+        verdict: verdict(batchRefused.length === 0 && s.batch.errors === 0 && s.batch.acceptedMismatch === 0),
+      },
+    ),
+    row('batched: drain after the last 202', fmt.s(s.drain.tDone - s.batch.tLast202), {
+      target: s.drain.done ? '' : s.drain.why,
+    }),
+    row(
+      'total_clicks / expected (all clicks sent in the run)',
+      `${fmt.int(s.drain.clicks)} / ${fmt.int(s.expected)}`,
+      {
+        target: 'equal',
+        verdict: verdict(s.drain.clicks === s.expected),
+      },
+    ),
+    row('queue: pending / failed jobs at the end', `${s.drain.pending} / ${s.failed}`, {
+      target: '0 / 0',
+      verdict: verdict(s.drain.pending === 0 && s.failed === 0),
+    }),
+    row('service RSS after the run (VmRSS)', kb(s.rssAfterKb)),
+    row('service RSS peak (500 ms samples / VmHWM)', `${kb(s.rssPeakKb)} / ${kb(s.hwmKb)}`),
+    row('redis-server RSS peak (500 ms samples)', kb(s.redisRssPeakKb)),
+    row('redis used_memory after the run', fmt.mb(s.redisUsedAfter)),
+    row(
+      'redis used_memory delta per 1M events applied in the batch phase',
+      fmt.mb((usedDelta / applied) * 1e6),
+    ),
+    row('redis keys (DBSIZE, ~ event-id markers)', fmt.int(s.dbsize)),
+    row('service start until /readyz 200', fmt.s(s.readyMs)),
+    row('SIGTERM until exit', `${fmt.s(s.stop.ms)}, code ${s.stop.code ?? s.stop.signal}`, {
+      target: 'exit 0 within 20 s',
+      verdict: verdict(s.stop.code === 0 && !s.stop.killed),
+    }),
+    row('its redis-server stopped too', s.redisGone ? 'yes' : 'no', { verdict: verdict(s.redisGone) }),
+  ]
+}

@@ -1,0 +1,204 @@
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { SignJWT } from 'jose'
+import { type Baseline, rows, type ServiceRun } from './figures.ts'
+import { batchLoops, cannon, getJson, waitFor200 } from './load.ts'
+import { openPipeline, RssSampler, waitForDrain } from './pipeline.ts'
+import {
+  freePort,
+  installCleanup,
+  isAlive,
+  memoryKb,
+  shutdownAll,
+  sleep,
+  startChild,
+  stopChild,
+  trackPid,
+  trackTmpDir,
+} from './proc.ts'
+import { fmt, machine, table } from './report.ts'
+
+/**
+ * `npm run bench [-- --quick]`: one run on this machine, each figure against a baseline of the
+ * same run. A bare node:http server, then the service (embedded redis-server + chDB) under
+ * single-event load (autocannon) and batched load, drained end to end. See README "Benchmark".
+ */
+
+const QUICK = process.argv.includes('--quick')
+const D_S = QUICK ? 3 : 10 // autocannon duration
+const E_MS = QUICK ? 5_000 : 20_000 // batch phase on the service
+const BARE_BATCH_MS = QUICK ? 2_000 : 5_000 // batch phase on the bare server
+const BUDGET_MS = QUICK ? 60_000 : 175_000 // the whole run, shutdown included
+const CONNECTIONS = 50
+const LOOPS = 8
+const BATCH = 1000
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const startedAt = performance.now()
+
+const INGEST_KEY = randomBytes(16).toString('hex') // 32 chars
+const JWT_SECRET = randomBytes(24).toString('hex') // 48 chars
+const ingestHeaders = { authorization: `Bearer ${INGEST_KEY}`, 'content-type': 'application/json' }
+const log = (msg: string) => process.stderr.write(`[bench ${fmt.s(performance.now() - startedAt)}] ${msg}\n`)
+const tsxArgs = (script: string) => ['--import', 'tsx', join(ROOT, script)]
+
+async function baseline(): Promise<Baseline> {
+  const bare = startChild('bare-server', process.execPath, tsxArgs('bench/bare-server.ts'), {
+    env: { ...process.env, PORT: '0' },
+    cwd: ROOT,
+  })
+  const line = await bare.waitForLine((l) => l.startsWith('{"port"'), 20_000)
+  const url = `http://127.0.0.1:${(JSON.parse(line) as { port: number }).port}/v1/events`
+  const target = { url, headers: ingestHeaders, connections: CONNECTIONS }
+  const body = JSON.stringify({ type: 'click', code: 'AAAAAAAA', visitor_id: 'v1' })
+  log('baseline: warm-up, then autocannon')
+  await cannon({ ...target, body, durationS: 1 })
+  const single = await cannon({ ...target, body, durationS: D_S })
+  log(`baseline: ${fmt.int(single.okPerSec)} req/s; batches`)
+  const batch = await batchLoops({
+    url,
+    headers: ingestHeaders,
+    code: 'AAAAAAAA',
+    loops: LOOPS,
+    batchSize: BATCH,
+    durationMs: BARE_BATCH_MS,
+    idPrefix: 'bare',
+    checkAccepted: false,
+  })
+  await stopChild(bare, 'SIGTERM', 5_000)
+  return { single, batch }
+}
+
+async function service(): Promise<ServiceRun> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'ra-bench-'))
+  trackTmpDir(dataDir)
+  const port = await freePort()
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    DATA_DIR: dataDir,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'warn',
+    INGEST_API_KEY: INGEST_KEY,
+    AUTH_JWT_SECRET: JWT_SECRET,
+  }
+  delete env.REDIS_URL
+  delete env.CLICKHOUSE_URL
+  const svc = startChild('service', process.execPath, tsxArgs('server/src/main.ts'), { env, cwd: ROOT })
+  const base = `http://127.0.0.1:${port}`
+  log('service: starting')
+  const readyMs = await waitFor200(`${base}/readyz`, 60_000, () => svc.proc.exitCode === null)
+  const pipeline = await openPipeline(dataDir)
+  trackPid(pipeline.redisPid)
+
+  const jwt = await new SignJWT({})
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject('bench-referrer')
+    .setExpirationTime('1h')
+    .sign(new TextEncoder().encode(JWT_SECRET))
+  const auth = { authorization: `Bearer ${jwt}` }
+  const { code } = await getJson<{ code: string }>(`${base}/v1/me/referral`, auth)
+  const clicks = async () =>
+    (await getJson<{ total_clicks: number }>(`${base}/v1/me/stats`, auth)).total_clicks
+  log(`service: ready in ${fmt.s(readyMs)}, code ${code}`)
+
+  const sampler = new RssSampler([svc.pid, pipeline.redisPid])
+  sampler.start()
+  const target = { url: `${base}/v1/events`, headers: ingestHeaders, connections: CONNECTIONS }
+  const body = JSON.stringify({ type: 'click', code, visitor_id: 'v1' })
+  await cannon({ ...target, body, durationS: 1 })
+  const single = await cannon({ ...target, body, durationS: D_S })
+  log(`service: ${fmt.int(single.okPerSec)} req/s single; waiting for that backlog`)
+  await sleep(300) // requests autocannon gave up on at its deadline may still be answered
+  const t0 = performance.now()
+  const watch = { pipeline, clicks, intervalMs: 100 }
+  const singleDrain = await waitForDrain({ ...watch, expected: undefined, limitMs: 30_000, stallMs: 15_000 })
+  const singleDrainMs = singleDrain.tDone - t0
+  const clicksBefore = await clicks()
+  const redisUsedBefore = await pipeline.usedMemory()
+
+  log('service: batches')
+  const batch = await batchLoops({
+    url: target.url,
+    headers: ingestHeaders,
+    code,
+    loops: LOOPS,
+    batchSize: BATCH,
+    durationMs: E_MS,
+    idPrefix: 'b',
+    checkAccepted: true,
+  })
+  const expected = clicksBefore + batch.accepted
+  const limitMs = Math.min(120_000, Math.max(10_000, BUDGET_MS - (performance.now() - startedAt) - 25_000))
+  log(`service: ${fmt.int(batch.accepted)} events accepted; draining (at most ${fmt.s(limitMs)})`)
+  const drain = await waitForDrain({ ...watch, expected, limitMs, stallMs: 30_000 })
+  sampler.stop()
+
+  const failed = (await pipeline.counts()).failed
+  const redisUsedAfter = await pipeline.usedMemory()
+  const dbsize = await pipeline.dbsize()
+  const mem = memoryKb(svc.pid)
+  await pipeline.close()
+  log('service: SIGTERM')
+  const stop = await stopChild(svc, 'SIGTERM', 20_000)
+  for (let i = 0; i < 40 && isAlive(pipeline.redisPid); i++) await sleep(50)
+  return {
+    readyMs,
+    single,
+    singleDrain,
+    singleDrainMs,
+    clicksBefore,
+    batch,
+    expected,
+    drain,
+    failed,
+    redisUsedBefore,
+    redisUsedAfter,
+    dbsize,
+    rssAfterKb: mem?.rss ?? Number.NaN,
+    hwmKb: mem?.hwm ?? Number.NaN,
+    rssPeakKb: sampler.max(svc.pid),
+    redisRssPeakKb: sampler.max(pipeline.redisPid),
+    stop,
+    redisGone: !isAlive(pipeline.redisPid),
+    problems: svc.problems,
+  }
+}
+
+async function main(): Promise<void> {
+  installCleanup()
+  log(`${QUICK ? 'quick' : 'full'} mode`)
+  const b = await baseline()
+  const s = await service()
+  const md = [
+    `# Ingest benchmark (${QUICK ? 'quick' : 'full'} mode)`,
+    '',
+    ...machine(),
+    `- whole run: ${fmt.s(performance.now() - startedAt)}; service: embedded redis-server (REDIS_APPENDFSYNC default) + chDB, one process`,
+    `- batch events carry type, id and code only; single-event body: \`{"type":"click","code":"<CODE>","visitor_id":"v1"}\``,
+    '',
+    ...table(rows({ connections: CONNECTIONS, durationS: D_S, loops: LOOPS, batch: BATCH }, b, s)),
+    '',
+    `Service log lines at warn or above, or on stderr: ${s.problems.length}`,
+    ...s.problems.slice(0, 10).map((l) => `    ${l.slice(0, 300)}`),
+    ...(s.batch.firstErrors.length > 0
+      ? ['', 'First batch errors:', ...s.batch.firstErrors.map((e) => `    ${e}`)]
+      : []),
+    '',
+  ].join('\n')
+  process.stdout.write(`\n${md}`)
+  const dir = join(ROOT, 'bench', 'results')
+  mkdirSync(dir, { recursive: true })
+  writeFileSync(join(dir, 'latest.md'), md)
+  log(`written to ${join('bench', 'results', 'latest.md')}`)
+}
+
+main().then(
+  () => shutdownAll().finally(() => process.exit(0)),
+  (e: unknown) => {
+    process.stderr.write(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`)
+    return shutdownAll().finally(() => process.exit(1))
+  },
+)

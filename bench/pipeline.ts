@@ -1,0 +1,139 @@
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Queue } from 'bullmq'
+import { Redis } from 'ioredis'
+import { memoryKb } from './proc.ts'
+
+/**
+ * What the bench sees of the service's pipeline from outside its process: the BullMQ ingest
+ * queue and the memory of the service's own redis-server (found through DATA_DIR).
+ */
+
+export interface QueueCounts {
+  pending: number
+  failed: number
+}
+
+export interface Pipeline {
+  redisPid: number
+  redisPort: number
+  counts(): Promise<QueueCounts>
+  usedMemory(): Promise<number>
+  dbsize(): Promise<number>
+  close(): Promise<void>
+}
+
+export async function openPipeline(dataDir: string): Promise<Pipeline> {
+  const state = JSON.parse(readFileSync(join(dataDir, 'redis', 'server.json'), 'utf8')) as {
+    pid: number
+    port: number
+  }
+  const connection = new Redis({
+    host: '127.0.0.1',
+    port: state.port,
+    maxRetriesPerRequest: null,
+    retryStrategy: (n) => (n > 20 ? null : 200),
+  })
+  connection.on('error', (e: Error) => {
+    process.stderr.write(`bench redis connection: ${e.message}\n`)
+  })
+  const queue = new Queue('ingest', { connection, prefix: 'ra:bull' })
+  return {
+    redisPid: state.pid,
+    redisPort: state.port,
+    counts: async () => {
+      const c = await queue.getJobCounts('wait', 'active', 'delayed', 'prioritized', 'failed')
+      return {
+        pending: (c.wait ?? 0) + (c.active ?? 0) + (c.delayed ?? 0) + (c.prioritized ?? 0),
+        failed: c.failed ?? 0,
+      }
+    },
+    usedMemory: async () => {
+      const info = await connection.info('memory')
+      return Number(info.match(/^used_memory:(\d+)/m)?.[1] ?? Number.NaN)
+    },
+    dbsize: () => connection.dbsize(),
+    close: async () => {
+      await queue.close()
+      connection.disconnect()
+    },
+  }
+}
+
+export interface DrainResult {
+  /** the queue is empty and the counter reached `expected` */
+  done: boolean
+  /** performance.now() when that was first seen */
+  tDone: number
+  clicks: number
+  pending: number
+  failed: number
+  why: string
+}
+
+export interface DrainWatch {
+  pipeline: Pipeline
+  clicks: () => Promise<number>
+  /** undefined: wait only for the queue to empty */
+  expected: number | undefined
+  limitMs: number
+  /** give up when neither the counter nor the queue moved for this long */
+  stallMs: number
+  intervalMs: number
+}
+
+export async function waitForDrain(w: DrainWatch): Promise<DrainResult> {
+  const t0 = performance.now()
+  let lastProgress = t0
+  let prev = { clicks: -1, pending: -1 }
+  for (;;) {
+    const [c, clicks] = await Promise.all([w.pipeline.counts(), w.clicks()])
+    const now = performance.now()
+    const result = { tDone: now, clicks, pending: c.pending, failed: c.failed }
+    if (c.pending === 0 && (w.expected === undefined || clicks >= w.expected)) {
+      return { ...result, done: true, why: 'drained' }
+    }
+    if (clicks !== prev.clicks || c.pending !== prev.pending) lastProgress = now
+    prev = { clicks, pending: c.pending }
+    if (now - lastProgress > w.stallMs) {
+      return { ...result, done: false, why: `no progress for ${Math.round(w.stallMs / 1000)} s` }
+    }
+    if (now - t0 > w.limitMs) {
+      return { ...result, done: false, why: `not drained in ${Math.round(w.limitMs / 1000)} s` }
+    }
+    await new Promise((r) => setTimeout(r, w.intervalMs))
+  }
+}
+
+/** Samples VmRSS of some processes every `everyMs`, keeping the maximum of each. */
+export class RssSampler {
+  readonly maxKb = new Map<number, number>()
+  private timer: NodeJS.Timeout | undefined
+
+  constructor(
+    private readonly pids: number[],
+    private readonly everyMs = 500,
+  ) {}
+
+  start(): void {
+    this.sample()
+    this.timer = setInterval(() => this.sample(), this.everyMs)
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer)
+    this.timer = undefined
+    this.sample()
+  }
+
+  max(pid: number): number {
+    return this.maxKb.get(pid) ?? 0
+  }
+
+  private sample(): void {
+    for (const pid of this.pids) {
+      const m = memoryKb(pid)
+      if (m !== undefined) this.maxKb.set(pid, Math.max(this.max(pid), m.rss))
+    }
+  }
+}
