@@ -23,6 +23,8 @@ export interface Keys {
   globalStats(): string
   /** what a job resolved, kept until its rows are in ClickHouse (JSON) */
   jobResolution(jobId: string): string
+  /** held by the one applier that may write program state (fencing token) */
+  applyLock(): string
   /** pub/sub channel: JSON array of user ids whose stats changed */
   statsChannel(): string
   /** rate-limit window counter */
@@ -43,6 +45,7 @@ export function makeKeys(prefix: string): Keys {
     stats: (userId) => `${p}stats:${userId}`,
     globalStats: () => `${p}stats-global`,
     jobResolution: (jobId) => `${p}job:${jobId}`,
+    applyLock: () => `${p}apply-lock`,
     statsChannel: () => `${p}stats-changed`,
     rateLimit: (bucket, window) => `${p}rl:${bucket}:${window}`,
     bullPrefix: () => `${p}bull`,

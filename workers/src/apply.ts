@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import type { EventRow, LedgerRow } from '@referral/clickhouse'
 import { COUNTER_FIELDS, type Keys, type QueuedEvent, type Track } from '@referral/core'
 import type { Redis } from 'ioredis'
@@ -16,11 +17,12 @@ import {
  * Applies a job's events to the program state in Redis exactly once, and returns what the
  * job must write to ClickHouse.
  *
- * Optimistic concurrency: every key read is WATCHed, the rules run as a pure function
- * (resolve.ts), and one MULTI/EXEC writes the markers, the state, the counter increments
- * and the job's resolution together. If another job (or a second run of this one after a
- * stall) touched any of those keys, EXEC aborts and we start over. A retried job finds its
- * stored resolution and writes the very same rows, so ClickHouse's insert dedup token works.
+ * The applier holds a fencing lock (one applier at a time, whatever the queue does), reads
+ * the state it needs, runs the rules as a pure function (resolve.ts), and commits with one
+ * Lua script that checks it still holds the lock and that no event id was taken meanwhile,
+ * then writes the markers, the state, the counter increments and the job's resolution
+ * together. A retried job finds its stored resolution and writes the very same rows, so
+ * ClickHouse's insert dedup token works.
  */
 
 export interface StoredResolution {
@@ -34,10 +36,12 @@ export interface ApplyOptions extends ResolveOptions {
   dedupWindowSeconds: number
   /** how long a resolution is kept if its job never completes */
   resolutionTtlSeconds: number
+  /** how long the apply lock holds without being released (ms) */
+  lockTtlMs?: number
   now?: () => number
 }
 
-const MAX_OCC_ROUNDS = 20
+const MAX_ROUNDS = 20
 
 export class ApplyConflictError extends Error {}
 
@@ -52,6 +56,34 @@ export function uniqueEvents(events: readonly QueuedEvent[]): QueuedEvent[] {
   })
 }
 
+// KEYS[1] the apply lock, KEYS[2..m+1] event markers, KEYS[m+2..] keys the ops write.
+// ARGV[1] lock token, ARGV[2] marker TTL (s), ARGV[3] m, then ops: name, key index, argc, args...
+// Returns 1 when applied, -1 when the lock is no longer ours, -2 when an event id was taken.
+const COMMIT = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local m = tonumber(ARGV[3])
+for i = 2, m + 1 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return -2 end
+end
+for i = 2, m + 1 do redis.call('SET', KEYS[i], '1', 'EX', ARGV[2]) end
+local allowed = { SET = true, HSET = true, HINCRBY = true, DEL = true, PUBLISH = true }
+local i = 4
+while i <= #ARGV do
+  local op, key, argc = ARGV[i], KEYS[tonumber(ARGV[i + 1])], tonumber(ARGV[i + 2])
+  if not allowed[op] then return redis.error_reply('op not allowed: ' .. op) end
+  if op == 'PUBLISH' then key = ARGV[i + 1] end
+  redis.call(op, key, unpack(ARGV, i + 3, i + 2 + argc))
+  i = i + 3 + argc
+end
+return 1
+`
+
+// KEYS[1] lock, ARGV[1] token: delete the lock only if it is still ours.
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`
+
 export async function applyJob(
   redis: Redis,
   keys: Keys,
@@ -61,14 +93,13 @@ export async function applyJob(
 ): Promise<StoredResolution> {
   const unique = uniqueEvents(events)
   const resKey = keys.jobResolution(jobId)
-  for (let round = 0; round < MAX_OCC_ROUNDS; round++) {
-    await redis.watch(resKey)
-    try {
+  const lock = keys.applyLock()
+  const token = `${jobId}:${randomUUID()}`
+  await acquire(redis, lock, token, opts.lockTtlMs ?? 15_000)
+  try {
+    for (let round = 0; round < MAX_ROUNDS; round++) {
       const stored = await redis.get(resKey)
-      if (stored !== null) {
-        await redis.unwatch()
-        return JSON.parse(stored) as StoredResolution
-      }
+      if (stored !== null) return JSON.parse(stored) as StoredResolution
       const snapshot = emptySnapshot()
       let result = resolveBatch(unique, snapshot, opts)
       while (result.needs !== null) {
@@ -81,28 +112,32 @@ export async function applyJob(
         ledger: res.ledger,
         changed: [...res.counters.keys()],
       }
-      const committed = await commit(redis, keys, resKey, res, storedRes, opts)
-      if (committed) return storedRes
-    } catch (e) {
-      await redis.unwatch()
-      throw e
+      const outcome = await commit(redis, keys, lock, token, resKey, res, storedRes, opts)
+      if (outcome === 1) return storedRes
+      if (outcome === -1) throw new ApplyConflictError(`job ${jobId}: lost the apply lock before committing`)
+      // -2: an event id was taken since we read the markers; read again
     }
+    throw new ApplyConflictError(`job ${jobId}: event ids kept being taken under it for ${MAX_ROUNDS} rounds`)
+  } finally {
+    await redis.eval(RELEASE, 1, lock, token)
   }
-  throw new ApplyConflictError(`job ${jobId}: state kept changing under it for ${MAX_OCC_ROUNDS} rounds`)
+}
+
+async function acquire(redis: Redis, lock: string, token: string, ttlMs: number): Promise<void> {
+  const deadline = Date.now() + ttlMs * 2
+  for (;;) {
+    if ((await redis.set(lock, token, 'PX', ttlMs, 'NX')) === 'OK') return
+    if (Date.now() > deadline) throw new ApplyConflictError('the apply lock is held by another applier')
+    await new Promise((r) => setTimeout(r, 20))
+  }
 }
 
 async function load(redis: Redis, keys: Keys, needs: Needs, snap: StateSnapshot): Promise<void> {
-  const toWatch: string[] = []
   const p = redis.pipeline()
   const readers: Array<(v: unknown) => void> = []
   const markerIds = [...needs.markers]
   if (markerIds.length > 0) {
-    const ks = markerIds.map((m) => {
-      const i = m.indexOf(':')
-      return keys.marker(m.slice(0, i), m.slice(i + 1))
-    })
-    toWatch.push(...ks)
-    p.mget(ks)
+    p.mget(markerIds.map(markerKey(keys)))
     readers.push((v) => {
       const vals = v as Array<string | null>
       markerIds.forEach((m, i) => {
@@ -111,31 +146,25 @@ async function load(redis: Redis, keys: Keys, needs: Needs, snap: StateSnapshot)
     })
   }
   for (const code of needs.codes) {
-    toWatch.push(keys.code(code))
     p.get(keys.code(code))
     readers.push((v) => snap.codes.set(code, (v as string | null) ?? null))
   }
   for (const id of needs.users) {
-    toWatch.push(keys.user(id))
     p.hgetall(keys.user(id))
     readers.push((v) => snap.users.set(id, parseUser(v as Record<string, string>)))
   }
   for (const id of needs.visitors) {
-    toWatch.push(keys.visitor(id))
     p.get(keys.visitor(id))
     readers.push((v) => snap.visitors.set(id, parseVisitor(v as string | null)))
   }
   for (const id of needs.purchases) {
-    toWatch.push(keys.purchase(id))
     p.hgetall(keys.purchase(id))
     readers.push((v) => snap.purchases.set(id, parsePurchase(v as Record<string, string>)))
   }
   for (const id of needs.held) {
-    toWatch.push(keys.heldRefunds(id))
     p.get(keys.heldRefunds(id))
     readers.push((v) => snap.held.set(id, v === null ? [] : (JSON.parse(v as string) as HeldRefund[])))
   }
-  if (toWatch.length > 0) await redis.watch(toWatch)
   const results = await p.exec()
   if (results === null) throw new Error('pipeline returned no results')
   results.forEach(([err, value], i) => {
@@ -144,48 +173,81 @@ async function load(redis: Redis, keys: Keys, needs: Needs, snap: StateSnapshot)
   })
 }
 
+const markerKey = (keys: Keys) => (m: string) => {
+  const i = m.indexOf(':')
+  return keys.marker(m.slice(0, i), m.slice(i + 1))
+}
+
+/** The writes of a resolution as the commit script's ops, with the keys they touch. */
+class OpList {
+  readonly keys: string[] = []
+  readonly args: Array<string | number> = []
+  private readonly index = new Map<string, number>()
+  constructor(private readonly firstIndex: number) {}
+
+  add(op: 'SET' | 'HSET' | 'HINCRBY' | 'DEL', key: string, ...args: Array<string | number>): void {
+    let i = this.index.get(key)
+    if (i === undefined) {
+      i = this.firstIndex + this.keys.length
+      this.keys.push(key)
+      this.index.set(key, i)
+    }
+    this.args.push(op, i, args.length, ...args)
+  }
+  publish(channel: string, message: string): void {
+    this.args.push('PUBLISH', channel, 1, message)
+  }
+}
+
 async function commit(
   redis: Redis,
   keys: Keys,
+  lock: string,
+  token: string,
   resKey: string,
   res: Resolution,
   stored: StoredResolution,
   opts: ApplyOptions,
-): Promise<boolean> {
+): Promise<number> {
   const now = (opts.now ?? Date.now)()
-  const m = redis.multi()
-  for (const taken of res.taken) {
-    const i = taken.indexOf(':')
-    m.set(keys.marker(taken.slice(0, i), taken.slice(i + 1)), '1', 'EX', opts.dedupWindowSeconds)
-  }
-  for (const [id, u] of res.users) m.hset(keys.user(id), userFields(u))
+  const markers = res.taken.map(markerKey(keys))
+  const ops = new OpList(2 + markers.length)
+  for (const [id, u] of res.users) ops.add('HSET', keys.user(id), ...Object.entries(userFields(u)).flat())
   for (const [id, v] of res.visitors) {
     const ttl = Math.ceil((v.ts + opts.attributionWindowMs - now) / 1000)
-    if (ttl > 0) m.set(keys.visitor(id), `${v.code} ${v.ts}`, 'EX', ttl)
+    if (ttl > 0) ops.add('SET', keys.visitor(id), `${v.code} ${v.ts}`, 'EX', ttl)
   }
-  for (const [id, p] of res.purchases) m.hset(keys.purchase(id), purchaseFields(p))
+  for (const [id, p] of res.purchases)
+    ops.add('HSET', keys.purchase(id), ...Object.entries(purchaseFields(p)).flat())
   for (const [id, list] of res.held) {
-    if (list.length === 0) m.del(keys.heldRefunds(id))
-    else m.set(keys.heldRefunds(id), JSON.stringify(list))
+    if (list.length === 0) ops.add('DEL', keys.heldRefunds(id))
+    else ops.add('SET', keys.heldRefunds(id), JSON.stringify(list))
   }
   for (const [userId, c] of res.counters) {
     for (const f of COUNTER_FIELDS) {
       const by = c[f]
-      if (by !== undefined && by !== 0) m.hincrby(keys.stats(userId), f, by)
+      if (by !== undefined && by !== 0) ops.add('HINCRBY', keys.stats(userId), f, by)
     }
-    m.hset(keys.stats(userId), 'updated_at', now)
+    ops.add('HSET', keys.stats(userId), 'updated_at', now)
   }
   for (const f of COUNTER_FIELDS) {
     const by = res.global[f]
-    if (by !== undefined && by !== 0) m.hincrby(keys.globalStats(), f, by)
+    if (by !== undefined && by !== 0) ops.add('HINCRBY', keys.globalStats(), f, by)
   }
-  if (res.counters.size > 0) m.hset(keys.globalStats(), 'updated_at', now)
-  m.set(resKey, JSON.stringify(stored), 'EX', opts.resolutionTtlSeconds)
-  if (stored.changed.length > 0) m.publish(keys.statsChannel(), JSON.stringify(stored.changed))
-  const out = await m.exec()
-  if (out === null) return false
-  for (const [err] of out) if (err) throw err
-  return true
+  if (res.counters.size > 0) ops.add('HSET', keys.globalStats(), 'updated_at', now)
+  ops.add('SET', resKey, JSON.stringify(stored), 'EX', opts.resolutionTtlSeconds)
+  if (stored.changed.length > 0) ops.publish(keys.statsChannel(), JSON.stringify(stored.changed))
+  const allKeys = [lock, ...markers, ...ops.keys]
+  const out = await redis.eval(
+    COMMIT,
+    allKeys.length,
+    ...allKeys,
+    token,
+    opts.dedupWindowSeconds,
+    markers.length,
+    ...ops.args,
+  )
+  return Number(out)
 }
 
 function num(v: string | undefined): number | undefined {
