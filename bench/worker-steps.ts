@@ -5,7 +5,7 @@ import { getOrCreateCode } from '@referral/api'
 import { migrate, openClickHouse } from '@referral/clickhouse'
 import { makeKeys, makeRedis, newId, type QueuedEvent, whenReady } from '@referral/core'
 import { startRedisServer } from '@referral/server'
-import { applyJob, storeResolution } from '@referral/workers'
+import { applyJobs, finishJobs, storeGroup } from '@referral/workers'
 
 /** Times the worker's steps on 5000-event jobs, outside HTTP and BullMQ. */
 const dir = mkdtempSync(join(tmpdir(), 'ra-prof-'))
@@ -41,9 +41,10 @@ for (let j = 0; j < JOBS; j++) {
     received_at: ts,
   }))
   const a = performance.now()
-  const res = await applyJob(redis, keys, `job-${j}`, events, opts)
+  const groups = await applyJobs(redis, keys, [{ id: `job-${j}`, events }], opts)
   const b = performance.now()
-  await storeResolution(ch, `job-${j}`, res)
+  for (const g of groups) await storeGroup(ch, g)
+  await finishJobs(redis, keys, [`job-${j}`], groups)
   const c = performance.now()
   tApply += b - a
   tStore += c - b

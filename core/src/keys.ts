@@ -21,8 +21,10 @@ export interface Keys {
   stats(userId: string): string
   /** counters over all referrers (hash) */
   globalStats(): string
-  /** what a job resolved, kept until its rows are in ClickHouse (JSON) */
-  jobResolution(jobId: string): string
+  /** the group a job was applied in, until its rows are in ClickHouse (string) */
+  jobGroup(jobId: string): string
+  /** what a group of jobs resolved, kept until its rows are in ClickHouse (JSON) */
+  group(groupId: string): string
   /** held by the one applier that may write program state (fencing token) */
   applyLock(): string
   /** pub/sub channel: JSON array of user ids whose stats changed */
@@ -44,7 +46,8 @@ export function makeKeys(prefix: string): Keys {
     heldRefunds: (purchaseId) => `${p}held:${purchaseId}`,
     stats: (userId) => `${p}stats:${userId}`,
     globalStats: () => `${p}stats-global`,
-    jobResolution: (jobId) => `${p}job:${jobId}`,
+    jobGroup: (jobId) => `${p}job:${jobId}`,
+    group: (groupId) => `${p}group:${groupId}`,
     applyLock: () => `${p}apply-lock`,
     statsChannel: () => `${p}stats-changed`,
     rateLimit: (bucket, window) => `${p}rl:${bucket}:${window}`,

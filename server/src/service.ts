@@ -96,12 +96,6 @@ export async function startService(opts: StartOptions): Promise<Service> {
     let ingestWorker: IngestWorker | null = null
     if (runsWorkers) {
       if (ch === null) throw new Error('workers need ClickHouse')
-      const admin = makeRedis(redisUrl, 'command', 'setup')
-      const q = new Queue(QUEUE_NAMES.ingest, { connection: admin, prefix: keys.bullPrefix() })
-      // one ingest job at a time across all worker processes: events apply in arrival order
-      await q.setGlobalConcurrency(1)
-      await q.close()
-      admin.disconnect()
       ingestWorker = await startIngestWorker({ config, redisUrl, keys, ch, log })
       const w = ingestWorker
       cleanups.push(() => w.close())

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import type { EventRow, LedgerRow } from '@referral/clickhouse'
-import { COUNTER_FIELDS, type Keys, type QueuedEvent, type Track } from '@referral/core'
+import { type CompactEventRow, compactRow, type LedgerRow } from '@referral/clickhouse'
+import { COUNTER_FIELDS, type Keys, newId, type QueuedEvent, type Track } from '@referral/core'
 import type { Redis } from 'ioredis'
 import { type Resolution, type ResolveOptions, resolveBatch } from './resolve.ts'
 import {
@@ -26,7 +26,7 @@ import {
  */
 
 export interface StoredResolution {
-  rows: EventRow[]
+  rows: CompactEventRow[]
   ledger: LedgerRow[]
   /** referrers whose counters this job moved */
   changed: string[]
@@ -84,22 +84,40 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `
 
-export async function applyJob(
+export interface JobInput {
+  id: string
+  events: readonly QueuedEvent[]
+}
+
+/** The rows of one group of jobs applied together, to be inserted with the group's token. */
+export interface AppliedGroup {
+  groupId: string
+  resolution: StoredResolution
+}
+
+/**
+ * Applies a group of jobs (in queue order) as one batch. Each job remembers the group it was
+ * applied in (`job:<id>` -> group id), and the group keeps its rows until they are stored,
+ * so a job retried alone, or with other jobs, finds its group and the very same rows.
+ * Returns the groups whose rows still have to be inserted.
+ */
+export async function applyJobs(
   redis: Redis,
   keys: Keys,
-  jobId: string,
-  events: readonly QueuedEvent[],
+  jobs: readonly JobInput[],
   opts: ApplyOptions,
-): Promise<StoredResolution> {
-  const unique = uniqueEvents(events)
-  const resKey = keys.jobResolution(jobId)
+): Promise<AppliedGroup[]> {
   const lock = keys.applyLock()
-  const token = `${jobId}:${randomUUID()}`
+  const token = randomUUID()
   await acquire(redis, lock, token, opts.lockTtlMs ?? 15_000)
   try {
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const stored = await redis.get(resKey)
-      if (stored !== null) return JSON.parse(stored) as StoredResolution
+      const known = await redis.mget(jobs.map((j) => keys.jobGroup(j.id)))
+      const groupIds = [...new Set(known.filter((g): g is string => g !== null))]
+      const earlier = await storedGroups(redis, keys, groupIds)
+      const pending = jobs.filter((_, i) => known[i] === null || known[i] === undefined)
+      if (pending.length === 0) return earlier
+      const unique = uniqueEvents(pending.flatMap((j) => j.events))
       const snapshot = emptySnapshot()
       let result = resolveBatch(unique, snapshot, opts)
       while (result.needs !== null) {
@@ -107,20 +125,40 @@ export async function applyJob(
         result = resolveBatch(unique, snapshot, opts)
       }
       const res = result.resolution
-      const storedRes: StoredResolution = {
-        rows: res.rows,
-        ledger: res.ledger,
-        changed: [...res.counters.keys()],
+      const group: AppliedGroup = {
+        groupId: newId(),
+        resolution: { rows: res.rows.map(compactRow), ledger: res.ledger, changed: [...res.counters.keys()] },
       }
-      const outcome = await commit(redis, keys, lock, token, resKey, res, storedRes, opts)
-      if (outcome === 1) return storedRes
-      if (outcome === -1) throw new ApplyConflictError(`job ${jobId}: lost the apply lock before committing`)
+      const outcome = await commit(redis, keys, lock, token, pending, group, res, opts)
+      if (outcome === 1) return [...earlier, group]
+      if (outcome === -1) throw new ApplyConflictError('lost the apply lock before committing')
       // -2: an event id was taken since we read the markers; read again
     }
-    throw new ApplyConflictError(`job ${jobId}: event ids kept being taken under it for ${MAX_ROUNDS} rounds`)
+    throw new ApplyConflictError(`event ids kept being taken under this group for ${MAX_ROUNDS} rounds`)
   } finally {
     await redis.eval(RELEASE, 1, lock, token)
   }
+}
+
+/** Groups not yet stored; a group whose record is gone was stored and finished. */
+async function storedGroups(redis: Redis, keys: Keys, groupIds: string[]): Promise<AppliedGroup[]> {
+  if (groupIds.length === 0) return []
+  const raw = await redis.mget(groupIds.map((g) => keys.group(g)))
+  return groupIds.flatMap((groupId, i) => {
+    const r = raw[i]
+    return r === null || r === undefined ? [] : [{ groupId, resolution: JSON.parse(r) as StoredResolution }]
+  })
+}
+
+/** After the rows are in ClickHouse: forget the groups and the jobs' links to them. */
+export async function finishJobs(
+  redis: Redis,
+  keys: Keys,
+  jobIds: readonly string[],
+  groups: readonly AppliedGroup[],
+): Promise<void> {
+  const ks = [...jobIds.map((j) => keys.jobGroup(j)), ...groups.map((g) => keys.group(g.groupId))]
+  if (ks.length > 0) await redis.del(ks)
 }
 
 async function acquire(redis: Redis, lock: string, token: string, ttlMs: number): Promise<void> {
@@ -204,9 +242,9 @@ async function commit(
   keys: Keys,
   lock: string,
   token: string,
-  resKey: string,
+  jobs: readonly JobInput[],
+  group: AppliedGroup,
   res: Resolution,
-  stored: StoredResolution,
   opts: ApplyOptions,
 ): Promise<number> {
   const now = (opts.now ?? Date.now)()
@@ -235,8 +273,11 @@ async function commit(
     if (by !== undefined && by !== 0) ops.add('HINCRBY', keys.globalStats(), f, by)
   }
   if (res.counters.size > 0) ops.add('HSET', keys.globalStats(), 'updated_at', now)
-  ops.add('SET', resKey, JSON.stringify(stored), 'EX', opts.resolutionTtlSeconds)
-  if (stored.changed.length > 0) ops.publish(keys.statsChannel(), JSON.stringify(stored.changed))
+  const ttl = opts.resolutionTtlSeconds
+  ops.add('SET', keys.group(group.groupId), JSON.stringify(group.resolution), 'EX', ttl)
+  for (const j of jobs) ops.add('SET', keys.jobGroup(j.id), group.groupId, 'EX', ttl)
+  const changed = group.resolution.changed
+  if (changed.length > 0) ops.publish(keys.statsChannel(), JSON.stringify(changed))
   const allKeys = [lock, ...markers, ...ops.keys]
   const out = await redis.eval(
     COMMIT,

@@ -1,5 +1,6 @@
 export * from './apply.ts'
 export * from './ingest-worker.ts'
+export * from './process.ts'
 export * from './reconcile.ts'
 export * from './resolve.ts'
 export * from './state.ts'

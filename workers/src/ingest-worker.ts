@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import type { ClickHouse } from '@referral/clickhouse'
 import {
   backoffStrategy,
@@ -10,8 +11,7 @@ import {
   whenReady,
 } from '@referral/core'
 import { type Job, Worker } from 'bullmq'
-import { applyJob } from './apply.ts'
-import { storeResolution } from './store.ts'
+import { processJobs } from './process.ts'
 
 export interface IngestWorkerDeps {
   config: ResolvedConfig
@@ -19,21 +19,28 @@ export interface IngestWorkerDeps {
   keys: Keys
   ch: ClickHouse
   log: Logger
+  /** events per group of jobs applied and inserted together */
+  maxGroupEvents?: number
 }
 
 export interface IngestWorker {
   worker: Worker<JobPayloads['ingest']>
+  readonly stats: { groups: number; jobs: number; events: number; failures: number }
   close(): Promise<void>
 }
 
+type IngestJob = Job<JobPayloads['ingest']>
+
 /**
- * Consumes ingest jobs: apply to Redis state (exactly once per event id), then insert the
- * rows into ClickHouse (exactly once per job). Jobs are processed one at a time across all
- * worker processes (the queue's global concurrency is 1) so events apply in arrival order:
- * a signup before the purchase that follows it.
+ * Consumes ingest jobs in groups: it takes the next job (waiting for one), then every job
+ * already waiting up to `maxGroupEvents`, and applies and inserts them together. Small jobs
+ * (one request each under light load) thus still make large ClickHouse inserts, and the
+ * per-job cost is two queue calls. Jobs are fetched manually (BullMQ's manual processing);
+ * a failed group is failed job by job, and BullMQ retries each with capped backoff.
  */
 export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestWorker> {
   const { config, keys, ch, log } = deps
+  const maxGroupEvents = deps.maxGroupEvents ?? 20_000
   const tx = makeRedis(deps.redisUrl, 'transaction', 'ingest-worker')
   tx.on('error', (e) => log.warn({ err: e.message }, 'ingest worker redis'))
   await whenReady(tx)
@@ -42,38 +49,81 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
     dedupWindowSeconds: config.dedupWindowDays * 86_400,
     resolutionTtlSeconds: 7 * 86_400,
   }
-  const processor = async (job: Job<JobPayloads['ingest']>) => {
-    const jobId = job.id
-    if (jobId === undefined) throw new Error('job without id')
-    const res = await applyJob(tx, keys, jobId, job.data.events, opts)
-    await storeResolution(ch, jobId, res)
-    await tx.del(keys.jobResolution(jobId))
-    return { rows: res.rows.length, ledger: res.ledger.length }
-  }
-  const worker = new Worker<JobPayloads['ingest']>(QUEUE_NAMES.ingest, processor, {
-    connection: makeRedis(deps.redisUrl, 'worker', 'ingest-worker'),
+  // BullMQ closes the connections it makes, not the one it is given
+  const connection = makeRedis(deps.redisUrl, 'worker', 'ingest-worker')
+  connection.on('error', (e) => log.warn({ err: e.message }, 'ingest worker queue redis'))
+  const worker = new Worker<JobPayloads['ingest']>(QUEUE_NAMES.ingest, null, {
+    connection,
     prefix: keys.bullPrefix(),
-    concurrency: 1,
+    autorun: false,
     settings: { backoffStrategy },
-    // a job is never lost to stalls: it goes back to wait, however often it stalls.
-    // A worker killed mid-job holds the single global slot until its lock expires, so the
-    // lock is short; a job run twice by mistake is harmless (apply.ts).
+    // a job is never lost to stalls: it goes back to wait, however often it stalls. A
+    // worker killed mid-group leaves its jobs locked until the lock expires; running a job
+    // twice is harmless (apply.ts).
     maxStalledCount: 1_000_000,
-    lockDuration: 10_000,
+    lockDuration: 15_000,
     stalledInterval: 5_000,
+    drainDelay: 1,
   })
-  worker.on('failed', (job, err) =>
-    log.warn(
-      { jobId: job?.id, attempts: job?.attemptsMade, err: err.message },
-      'ingest job failed, will retry',
-    ),
-  )
   worker.on('error', (err) => log.error({ err: err.message }, 'ingest worker error'))
+  await worker.startStalledCheckTimer()
+  const stats = { groups: 0, jobs: 0, events: 0, failures: 0 }
+  let closing = false
+
+  const takeGroup = async (token: string): Promise<IngestJob[]> => {
+    const first = await worker.getNextJob(token, { block: true })
+    if (first === undefined) return []
+    const jobs = [first]
+    let n = first.data.events.length
+    while (n < maxGroupEvents && !closing) {
+      const next = await worker.getNextJob(token, { block: false })
+      if (next === undefined) break
+      jobs.push(next)
+      n += next.data.events.length
+    }
+    return jobs
+  }
+
+  const runGroup = async (token: string, jobs: IngestJob[]) => {
+    const inputs = jobs.map((j) => ({ id: j.id ?? '', events: j.data.events }))
+    try {
+      await processJobs(tx, keys, ch, inputs, opts)
+      await Promise.all(jobs.map((j) => j.moveToCompleted('done', token, false)))
+      stats.groups++
+      stats.jobs += jobs.length
+      stats.events += inputs.reduce((a, j) => a + j.events.length, 0)
+    } catch (e) {
+      stats.failures++
+      const err = e instanceof Error ? e : new Error(String(e))
+      log.warn({ jobs: jobs.length, err: err.message }, 'ingest group failed, its jobs will be retried')
+      await Promise.all(jobs.map((j) => j.moveToFailed(err, token, false)))
+    }
+  }
+
+  const loop = (async () => {
+    while (!closing) {
+      const token = randomUUID()
+      try {
+        const jobs = await takeGroup(token)
+        if (jobs.length > 0) await runGroup(token, jobs)
+      } catch (e) {
+        if (closing) break
+        // Redis away: the jobs it holds come back through the stalled check; wait and go on
+        log.warn({ err: (e as Error).message }, 'ingest worker could not fetch or finish jobs')
+        await new Promise((r) => setTimeout(r, 500))
+      }
+    }
+  })()
+
   return {
     worker,
+    stats,
     close: async () => {
+      closing = true
       await worker.close()
+      await loop
       tx.disconnect()
+      connection.disconnect()
     },
   }
 }

@@ -1,26 +1,27 @@
 import type { ClickHouse } from '@referral/clickhouse'
-import type { StoredResolution } from './apply.ts'
+import type { AppliedGroup } from './apply.ts'
 
 /**
- * Writes a job's rows to ClickHouse. The dedup token is derived from the job id, and a
- * retried job writes exactly the same rows (its stored resolution), so a retry after a
- * crash between insert and acknowledgement adds nothing (non_replicated_deduplication_window).
+ * Writes a group's rows to ClickHouse. The dedup token is derived from the group id, and a
+ * retried job writes exactly the same rows (its group's stored resolution), so a retry after
+ * a crash between insert and acknowledgement adds nothing (non_replicated_deduplication_window).
  */
-export async function storeResolution(ch: ClickHouse, jobId: string, res: StoredResolution): Promise<void> {
-  if (res.rows.length > 0) {
+export async function storeGroup(ch: ClickHouse, group: AppliedGroup): Promise<void> {
+  const { rows, ledger } = group.resolution
+  if (rows.length > 0) {
     await ch.client.insert({
       table: 'events',
-      values: res.rows,
+      values: rows,
       format: 'JSONEachRow',
-      clickhouse_settings: { insert_deduplication_token: `events:${jobId}` },
+      clickhouse_settings: { insert_deduplication_token: `events:${group.groupId}` },
     })
   }
-  if (res.ledger.length > 0) {
+  if (ledger.length > 0) {
     await ch.client.insert({
       table: 'ledger',
-      values: res.ledger,
+      values: ledger,
       format: 'JSONEachRow',
-      clickhouse_settings: { insert_deduplication_token: `ledger:${jobId}` },
+      clickhouse_settings: { insert_deduplication_token: `ledger:${group.groupId}` },
     })
   }
 }

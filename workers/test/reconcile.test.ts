@@ -4,9 +4,8 @@ import { makeKeys, makeRedis, type QueuedEvent, whenReady } from '@referral/core
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestRedis, tempDir } from '../../test/support/env.ts'
-import { applyJob } from '../src/apply.ts'
+import { processJobs } from '../src/process.ts'
 import { readCounters, reconcile } from '../src/reconcile.ts'
-import { storeResolution } from '../src/store.ts'
 
 describe('reconcile', () => {
   const dir = tempDir()
@@ -37,7 +36,7 @@ describe('reconcile', () => {
       { type: 'purchase', id: 'p1', user_id: 'u1', amount_cents: 3000, currency: 'usd', ts, received_at: ts },
     ]
     const opts = { attributionWindowMs: 86_400_000, dedupWindowSeconds: 86_400, resolutionTtlSeconds: 60 }
-    await storeResolution(ch, 'j1', await applyJob(redis, keys, 'j1', events, opts))
+    await processJobs(redis, keys, ch, [{ id: 'j1', events }], opts)
   })
   afterAll(async () => {
     redis?.disconnect()

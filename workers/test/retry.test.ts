@@ -4,9 +4,10 @@ import { makeKeys, makeRedis, type QueuedEvent, whenReady } from '@referral/core
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestRedis, tempDir } from '../../test/support/env.ts'
-import { applyJob } from '../src/apply.ts'
+import { applyJobs, finishJobs } from '../src/apply.ts'
+import { processJobs } from '../src/process.ts'
 import { readCounters } from '../src/reconcile.ts'
-import { storeResolution } from '../src/store.ts'
+import { storeGroup } from '../src/store.ts'
 
 /**
  * A worker can die at any point of a job; BullMQ then runs the job again. Each crash point
@@ -66,13 +67,9 @@ describe('a job retried after the worker died', () => {
       },
     ]
   }
-  /** the job as the worker runs it */
-  const runJob = async (jobId: string, evs: QueuedEvent[]) => {
-    const res = await applyJob(redis, keys, jobId, evs, opts)
-    await storeResolution(ch, jobId, res)
-    await redis.del(keys.jobResolution(jobId))
-    return res
-  }
+  /** the jobs as the worker runs them; returns the rows it inserted */
+  const runJobs = async (...jobs: Array<{ id: string; events: QueuedEvent[] }>) =>
+    (await processJobs(redis, keys, ch, jobs, opts)).flatMap((g) => g.resolution.rows)
   const rows = async (prefix: string) => {
     const [r] = await queryRows<{ events: string; ledger: string }>(
       ch,
@@ -86,9 +83,9 @@ describe('a job retried after the worker died', () => {
   it('died after applying to Redis, before the insert: the retry inserts the same rows once', async () => {
     const before = await readCounters(redis, keys.stats('ref'))
     const evs = events('a-')
-    await applyJob(redis, keys, 'job-a', evs, opts) // ...and the worker dies here
-    const retried = await runJob('job-a', evs)
-    expect(retried.rows).toHaveLength(22)
+    await applyJobs(redis, keys, [{ id: 'job-a', events: evs }], opts) // ...and the worker dies here
+    const retried = await runJobs({ id: 'job-a', events: evs })
+    expect(retried).toHaveLength(22)
     expect(await rows('a-')).toEqual({ events: 22, ledger: 1 })
     const after = await readCounters(redis, keys.stats('ref'))
     expect(after.clicks - before.clicks).toBe(20)
@@ -98,20 +95,43 @@ describe('a job retried after the worker died', () => {
   it('died after the insert, before the job was acknowledged: no duplicate rows', async () => {
     const before = await readCounters(redis, keys.stats('ref'))
     const evs = events('b-')
-    const res = await applyJob(redis, keys, 'job-b', evs, opts)
-    await storeResolution(ch, 'job-b', res) // ...and the worker dies here
-    await runJob('job-b', evs)
-    await runJob('job-b', evs) // and once more after it completed, its record gone
+    for (const g of await applyJobs(redis, keys, [{ id: 'job-b', events: evs }], opts))
+      await storeGroup(ch, g)
+    // ...and the worker dies here
+    await runJobs({ id: 'job-b', events: evs })
+    await runJobs({ id: 'job-b', events: evs }) // and once more after it completed, its record gone
     expect(await rows('b-')).toEqual({ events: 22, ledger: 1 })
     const after = await readCounters(redis, keys.stats('ref'))
     expect(after.clicks - before.clicks).toBe(20)
     expect(after.conversions - before.conversions).toBe(1)
   })
 
+  it('jobs applied as a group and retried one by one: each row once', async () => {
+    const before = await readCounters(redis, keys.stats('ref'))
+    const [e1, e2] = [events('g1-'), events('g2-')]
+    await applyJobs(
+      redis,
+      keys,
+      [
+        { id: 'job-g1', events: e1 },
+        { id: 'job-g2', events: e2 },
+      ],
+      opts,
+    ) // dies
+    await runJobs({ id: 'job-g2', events: e2 }) // retried alone: stores the whole group
+    await runJobs({ id: 'job-g1', events: e1 }) // its group is stored already
+    await runJobs({ id: 'job-g3', events: e1 }, { id: 'job-g4', events: e2 }) // sent again later
+    expect(await rows('g1-')).toEqual({ events: 22, ledger: 1 })
+    expect(await rows('g2-')).toEqual({ events: 22, ledger: 1 })
+    const after = await readCounters(redis, keys.stats('ref'))
+    expect(after.clicks - before.clicks).toBe(40)
+    expect(after.earnings_cents - before.earnings_cents).toBe(200)
+  })
+
   it('the same events in another job later: nothing is added', async () => {
     const before = await readCounters(redis, keys.stats('ref'))
-    const res = await runJob('job-c', events('a-'))
-    expect(res.rows).toHaveLength(0)
+    const res = await runJobs({ id: 'job-c', events: events('a-') })
+    expect(res).toHaveLength(0)
     expect(await rows('a-')).toEqual({ events: 22, ledger: 1 })
     expect(await readCounters(redis, keys.stats('ref'))).toEqual(before)
   })
@@ -122,12 +142,12 @@ describe('a job retried after the worker died', () => {
     const other = await whenReady(makeRedis(server.url, 'transaction'))
     try {
       const [r1, r2] = await Promise.all([
-        applyJob(redis, keys, 'job-d', evs, opts),
-        applyJob(other, keys, 'job-d', evs, opts),
+        applyJobs(redis, keys, [{ id: 'job-d', events: evs }], opts),
+        applyJobs(other, keys, [{ id: 'job-d', events: evs }], opts),
       ])
       expect(r1).toEqual(r2)
-      await storeResolution(ch, 'job-d', r1)
-      await storeResolution(ch, 'job-d', r2)
+      for (const g of [...r1, ...r2]) await storeGroup(ch, g)
+      await finishJobs(redis, keys, ['job-d'], r1)
     } finally {
       other.disconnect()
     }

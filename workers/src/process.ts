@@ -1,0 +1,27 @@
+import type { ClickHouse } from '@referral/clickhouse'
+import type { Keys } from '@referral/core'
+import type { Redis } from 'ioredis'
+import { type AppliedGroup, type ApplyOptions, applyJobs, finishJobs, type JobInput } from './apply.ts'
+import { storeGroup } from './store.ts'
+
+/**
+ * What the ingest worker does with a group of jobs: apply them to Redis, insert their rows
+ * into ClickHouse, then forget the bookkeeping. Safe to run again after a crash at any step.
+ */
+export async function processJobs(
+  redis: Redis,
+  keys: Keys,
+  ch: ClickHouse,
+  jobs: readonly JobInput[],
+  opts: ApplyOptions,
+): Promise<AppliedGroup[]> {
+  const groups = await applyJobs(redis, keys, jobs, opts)
+  for (const g of groups) await storeGroup(ch, g)
+  await finishJobs(
+    redis,
+    keys,
+    jobs.map((j) => j.id),
+    groups,
+  )
+  return groups
+}
