@@ -22,6 +22,9 @@ export interface ServiceRun {
   single: CannonFigures
   singleDrain: DrainResult
   singleDrainMs: number
+  /** 2xx of the single-event phase, warm-up included */
+  single2xx: number
+  /** the counter when the batch phase started */
   clicksBefore: number
   batch: BatchRun
   expected: number
@@ -30,6 +33,7 @@ export interface ServiceRun {
   redisUsedBefore: number
   redisUsedAfter: number
   dbsize: number
+  markerBytes: number
   rssAfterKb: number
   hwmKb: number
   rssPeakKb: number
@@ -46,7 +50,6 @@ export function rows(shape: Shape, b: Baseline, s: ServiceRun): Row[] {
   const edgeRate = s.batch.accepted / ((s.batch.tLast202 - s.batch.tFirstSent) / 1000)
   const e2eMs = s.drain.tDone - s.batch.tFirstSent
   const e2eRate = s.drain.done ? s.batch.accepted / (e2eMs / 1000) : Number.NaN
-  const singleSent = single.ok + single.non2xx
   const batchRefused = Object.entries(s.batch.refused).map(([k, v]) => `${v}x${k}`)
   const usedDelta = s.redisUsedAfter - s.redisUsedBefore
   const applied = s.drain.clicks - s.clicksBefore
@@ -77,8 +80,8 @@ export function rows(shape: Shape, b: Baseline, s: ServiceRun): Row[] {
         verdict: verdict(single.non2xx + single.errors === 0),
       },
     ),
-    row('single-event clicks counted after drain (incl. 1 s warm-up)', fmt.int(s.clicksBefore), {
-      baseline: `${fmt.int(singleSent)} 2xx in the measured ${D_S} s`,
+    row('single-event clicks counted after their drain (incl. 1 s warm-up)', fmt.int(s.clicksBefore), {
+      baseline: `${fmt.int(s.single2xx)} 2xx seen by autocannon`,
       target: 'drained',
       verdict: verdict(s.singleDrain.done),
     }),
@@ -111,10 +114,14 @@ export function rows(shape: Shape, b: Baseline, s: ServiceRun): Row[] {
     row(
       'total_clicks / expected (all clicks sent in the run)',
       `${fmt.int(s.drain.clicks)} / ${fmt.int(s.expected)}`,
-      {
-        target: 'equal',
-        verdict: verdict(s.drain.clicks === s.expected),
-      },
+      s.singleDrain.done
+        ? { target: 'equal', verdict: verdict(s.drain.clicks === s.expected) }
+        : {
+            // the single-event backlog was not drained when the batches began: the expected
+            // total counts autocannon's 2xx, which miss up to one request per connection
+            target: `equal, or up to ${2 * CONNECTIONS} more`,
+            verdict: verdict(s.drain.clicks >= s.expected && s.drain.clicks - s.expected <= 2 * CONNECTIONS),
+          },
     ),
     row('queue: pending / failed jobs at the end', `${s.drain.pending} / ${s.failed}`, {
       target: '0 / 0',
@@ -127,8 +134,12 @@ export function rows(shape: Shape, b: Baseline, s: ServiceRun): Row[] {
     row(
       'redis used_memory delta per 1M events applied in the batch phase',
       fmt.mb((usedDelta / applied) * 1e6),
+      { target: s.drain.pending === 0 ? '' : 'queue not empty: includes queued job payloads' },
     ),
     row('redis keys (DBSIZE, ~ event-id markers)', fmt.int(s.dbsize)),
+    row('redis MEMORY USAGE of one event-id marker, x 1M', fmt.mb(s.markerBytes * 1e6), {
+      baseline: `${s.markerBytes} B per key`,
+    }),
     row('service start until /readyz 200', fmt.s(s.readyMs)),
     row('SIGTERM until exit', `${fmt.s(s.stop.ms)}, code ${s.stop.code ?? s.stop.signal}`, {
       target: 'exit 0 within 20 s',

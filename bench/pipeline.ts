@@ -20,6 +20,8 @@ export interface Pipeline {
   counts(): Promise<QueueCounts>
   usedMemory(): Promise<number>
   dbsize(): Promise<number>
+  /** MEMORY USAGE of one key, bytes (NaN if it does not exist) */
+  keyBytes(key: string): Promise<number>
   close(): Promise<void>
 }
 
@@ -53,6 +55,10 @@ export async function openPipeline(dataDir: string): Promise<Pipeline> {
       return Number(info.match(/^used_memory:(\d+)/m)?.[1] ?? Number.NaN)
     },
     dbsize: () => connection.dbsize(),
+    keyBytes: async (key) => {
+      const n = await connection.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')
+      return typeof n === 'number' ? n : Number.NaN
+    },
     close: async () => {
       await queue.close()
       connection.disconnect()

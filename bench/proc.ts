@@ -27,6 +27,7 @@ export interface Child {
 }
 
 const children = new Set<Child>()
+const started: Child[] = []
 const extraPids = new Set<number>()
 const tmpDirs = new Set<string>()
 
@@ -109,8 +110,23 @@ export function startChild(
       }),
   }
   children.add(child)
+  started.push(child)
   void exited.then(() => children.delete(child))
   return child
+}
+
+/** For a failed run: how each child ended (or that it still runs) and its last lines of output. */
+export function childrenReport(lastLines = 30): string {
+  return started
+    .map((c) => {
+      const { exitCode, signalCode } = c.proc
+      const state =
+        exitCode === null && signalCode === null
+          ? 'still running'
+          : `exited: code ${exitCode}, signal ${signalCode}`
+      return [`--- ${c.name} (pid ${c.pid}) ${state}`, ...c.lines.slice(-lastLines)].join('\n')
+    })
+    .join('\n')
 }
 
 /** A process one of our children started (the service's redis-server): killed at exit too. */

@@ -47,7 +47,7 @@ export function machine(): string[] {
     `- node ${process.version}, ${process.platform}/${process.arch}`,
     `- date: ${new Date().toISOString()}`,
     `- load average at start: ${load(loadAtStart)}; at the end: ${load(loadavg())}` +
-      (loadAtStart[0] !== undefined && loadAtStart[0] > 0.5 ? ' (the machine was not idle)' : ''),
+      (loadAtStart[0] !== undefined && loadAtStart[0] > 1 ? ' (the machine was not idle)' : ''),
   ]
 }
 

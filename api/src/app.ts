@@ -9,6 +9,7 @@ import { eventRoutes } from './routes/events.ts'
 import { healthRoutes } from './routes/health.ts'
 import { meRoutes } from './routes/me.ts'
 import { trackRoutes } from './routes/track.ts'
+import { walletRoutes } from './routes/wallet.ts'
 
 /** The whole HTTP surface; tests call `app.request()` on it without a socket. */
 export function createApp(deps: ApiDeps): Hono {
@@ -27,6 +28,7 @@ export function createApp(deps: ApiDeps): Hono {
   app.route('/', eventRoutes(deps))
   app.route('/', trackRoutes(deps))
   app.route('/', meRoutes(deps))
+  app.route('/', walletRoutes(deps))
 
   if (existsSync(deps.webRoot)) {
     app.get('/landing', serveStatic({ root: deps.webRoot, path: 'landing.html' }))

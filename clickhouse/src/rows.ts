@@ -2,7 +2,7 @@
 
 export interface EventRow {
   id: string
-  type: 'click' | 'signup' | 'purchase' | 'refund'
+  type: 'click' | 'signup' | 'purchase' | 'refund' | 'spend'
   ts: number
   received_at: number
   referrer_id: string

@@ -118,10 +118,29 @@ export type SignupEvent = Omit<z.output<typeof signupInput>, 'id' | 'ts'> & Sett
 export type PurchaseEvent = Omit<z.output<typeof purchaseInput>, 'id' | 'ts' | 'currency'> &
   Settled & { currency: 'usd' }
 export type RefundEvent = Omit<z.output<typeof refundInput>, 'id' | 'ts'> & Settled
-export type QueuedEvent = ClickEvent | SignupEvent | PurchaseEvent | RefundEvent
+/**
+ * Not accepted from outside: a wallet spend already applied to Redis by the spend script,
+ * queued so that its ledger entry reaches ClickHouse exactly once. Its id joins the user and
+ * the caller's spend id, since spend ids are unique per user.
+ */
+export interface SpendEvent extends Settled {
+  type: 'spend'
+  user_id: string
+  spend_id: string
+  amount_cents: number
+}
+export type QueuedEvent = ClickEvent | SignupEvent | PurchaseEvent | RefundEvent | SpendEvent
+
+export function spendEventId(userId: string, spendId: string): string {
+  return `${userId.length}:${userId}:${spendId}`
+}
 
 /** Fix the id and times of a validated event; ids are generated only where the contract allows. */
-export function settleEvent(e: EventInput, now: number, newId: () => string): QueuedEvent {
+export function settleEvent(
+  e: EventInput,
+  now: number,
+  newId: () => string,
+): ClickEvent | SignupEvent | PurchaseEvent | RefundEvent {
   const base = { id: e.id ?? newId(), ts: e.ts ?? now, received_at: now }
   switch (e.type) {
     case 'click':

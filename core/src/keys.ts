@@ -17,6 +17,12 @@ export interface Keys {
   purchase(purchaseId: string): string
   /** refunds that arrived before their purchase (JSON array) */
   heldRefunds(purchaseId: string): string
+  /** a user's wallet credits: field = credit id, value = JSON (hash) */
+  wallet(userId: string): string
+  /** a recorded wallet spend, for idempotency (JSON, TTL = dedup window) */
+  spend(userId: string, spendId: string): string
+  /** a user's cash balance (hash: cash) */
+  balance(userId: string): string
   /** a referrer's live counters (hash) */
   stats(userId: string): string
   /** counters over all referrers (hash) */
@@ -44,6 +50,9 @@ export function makeKeys(prefix: string): Keys {
     visitor: (visitorId) => `${p}visitor:${visitorId}`,
     purchase: (purchaseId) => `${p}purchase:${purchaseId}`,
     heldRefunds: (purchaseId) => `${p}held:${purchaseId}`,
+    wallet: (userId) => `${p}wallet:${userId}`,
+    spend: (userId, spendId) => `${p}spend:${userId.length}:${userId}:${spendId}`,
+    balance: (userId) => `${p}balance:${userId}`,
     stats: (userId) => `${p}stats:${userId}`,
     globalStats: () => `${p}stats-global`,
     jobGroup: (jobId) => `${p}job:${jobId}`,

@@ -4,6 +4,7 @@ import { COUNTER_FIELDS, type Keys, newId, type QueuedEvent, type Track } from '
 import type { Redis } from 'ioredis'
 import { type Resolution, type ResolveOptions, resolveBatch } from './resolve.ts'
 import {
+  type CreditExpiry,
   emptySnapshot,
   type HeldRefund,
   type Needs,
@@ -30,6 +31,8 @@ export interface StoredResolution {
   ledger: LedgerRow[]
   /** referrers whose counters this job moved */
   changed: string[]
+  /** credits granted with an expiry, for the expiry job */
+  expiries: CreditExpiry[]
 }
 
 export interface ApplyOptions extends ResolveOptions {
@@ -127,7 +130,12 @@ export async function applyJobs(
       const res = result.resolution
       const group: AppliedGroup = {
         groupId: newId(),
-        resolution: { rows: res.rows.map(compactRow), ledger: res.ledger, changed: [...res.counters.keys()] },
+        resolution: {
+          rows: res.rows.map(compactRow),
+          ledger: res.ledger,
+          changed: [...res.counters.keys()],
+          expiries: res.expiries,
+        },
       }
       const outcome = await commit(redis, keys, lock, token, pending, group, res, opts)
       if (outcome === 1) return [...earlier, group]
@@ -273,6 +281,11 @@ async function commit(
     if (by !== undefined && by !== 0) ops.add('HINCRBY', keys.globalStats(), f, by)
   }
   if (res.counters.size > 0) ops.add('HSET', keys.globalStats(), 'updated_at', now)
+  for (const [userId, credits] of res.credits) {
+    ops.add('HSET', keys.wallet(userId), ...credits.flatMap((c) => [c.id, JSON.stringify(c)]))
+  }
+  for (const [userId, delta] of res.cash)
+    if (delta !== 0) ops.add('HINCRBY', keys.balance(userId), 'cash', delta)
   const ttl = opts.resolutionTtlSeconds
   ops.add('SET', keys.group(group.groupId), JSON.stringify(group.resolution), 'EX', ttl)
   for (const j of jobs) ops.add('SET', keys.jobGroup(j.id), group.groupId, 'EX', ttl)

@@ -10,8 +10,10 @@ import {
   type ResolvedConfig,
   whenReady,
 } from '@referral/core'
-import { type Job, Worker } from 'bullmq'
+import { type Job, Queue, Worker } from 'bullmq'
+import { scheduleExpiries, startCreditExpiryWorker } from './credit-expiry.ts'
 import { processJobs } from './process.ts'
+import type { CreditExpiry } from './state.ts'
 
 export interface IngestWorkerDeps {
   config: ResolvedConfig
@@ -44,11 +46,19 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
   const tx = makeRedis(deps.redisUrl, 'transaction', 'ingest-worker')
   tx.on('error', (e) => log.warn({ err: e.message }, 'ingest worker redis'))
   await whenReady(tx)
+  const credits = new Queue<JobPayloads['credits']>(QUEUE_NAMES.credits, {
+    connection: tx,
+    prefix: keys.bullPrefix(),
+  })
   const opts = {
     attributionWindowMs: config.attributionWindowDays * 86_400_000,
     dedupWindowSeconds: config.dedupWindowDays * 86_400,
     resolutionTtlSeconds: 7 * 86_400,
+    schedule: (expiries: readonly CreditExpiry[]) => scheduleExpiries(credits, expiries),
   }
+  const expiryConnection = makeRedis(deps.redisUrl, 'worker', 'credit-expiry')
+  expiryConnection.on('error', (e) => log.warn({ err: e.message }, 'credit expiry redis'))
+  const expiryWorker = startCreditExpiryWorker({ redis: tx, connection: expiryConnection, keys, ch, log })
   // BullMQ closes the connections it makes, not the one it is given
   const connection = makeRedis(deps.redisUrl, 'worker', 'ingest-worker')
   connection.on('error', (e) => log.warn({ err: e.message }, 'ingest worker queue redis'))
@@ -122,6 +132,9 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
       closing = true
       await worker.close()
       await loop
+      await expiryWorker.close()
+      await credits.close()
+      expiryConnection.disconnect()
       tx.disconnect()
       connection.disconnect()
     },

@@ -2,6 +2,7 @@ import type { ClickHouse } from '@referral/clickhouse'
 import type { Keys } from '@referral/core'
 import type { Redis } from 'ioredis'
 import { type AppliedGroup, type ApplyOptions, applyJobs, finishJobs, type JobInput } from './apply.ts'
+import type { CreditExpiry } from './state.ts'
 import { storeGroup } from './store.ts'
 
 /**
@@ -13,10 +14,13 @@ export async function processJobs(
   keys: Keys,
   ch: ClickHouse,
   jobs: readonly JobInput[],
-  opts: ApplyOptions,
+  opts: ApplyOptions & { schedule?: (expiries: readonly CreditExpiry[]) => Promise<void> },
 ): Promise<AppliedGroup[]> {
   const groups = await applyJobs(redis, keys, jobs, opts)
-  for (const g of groups) await storeGroup(ch, g)
+  for (const g of groups) {
+    await storeGroup(ch, g)
+    await opts.schedule?.(g.resolution.expiries ?? [])
+  }
   await finishJobs(
     redis,
     keys,

@@ -8,11 +8,14 @@ import {
   type QueuedEvent,
   type RefundEvent,
   reversalFor,
+  SIGNUP_BONUS_CENTS,
+  SIGNUP_BONUS_DAYS,
   type SignupEvent,
   type Track,
 } from '@referral/core'
 import { isbot } from 'isbot'
 import {
+  type CreditExpiry,
   emptyNeeds,
   type HeldRefund,
   markerId,
@@ -21,6 +24,7 @@ import {
   type StateSnapshot,
   type UserState,
   type VisitorState,
+  type WalletCredit,
 } from './state.ts'
 
 /**
@@ -46,6 +50,12 @@ export interface Resolution {
   held: Map<string, HeldRefund[]>
   counters: Map<string, Partial<Counters>>
   global: Partial<Counters>
+  /** wallet credits granted (or, negative, taken back) by this batch, per user */
+  credits: Map<string, WalletCredit[]>
+  /** cash balance changes per user (Partner commissions and their reversals) */
+  cash: Map<string, number>
+  /** credits that expire, for the expiry job to be scheduled */
+  expiries: CreditExpiry[]
 }
 
 export interface ResolveResult {
@@ -113,6 +123,9 @@ function emptyResolution(): Resolution {
     held: new Map(),
     counters: new Map(),
     global: {},
+    credits: new Map(),
+    cash: new Map(),
+    expiries: [],
   }
 }
 
@@ -159,6 +172,24 @@ export function resolveBatch(
     c[field] = (c[field] ?? 0) + by
     out.counters.set(userId, c)
     out.global[field] = (out.global[field] ?? 0) + by
+  }
+  /** Every cent moves through here: a ledger entry, and the balance it changes. */
+  const post = (entry: LedgerRow, expiresAt: number | null = null) => {
+    out.ledger.push(entry)
+    if (entry.account === 'cash') {
+      out.cash.set(entry.user_id, (out.cash.get(entry.user_id) ?? 0) + entry.amount_cents)
+      return
+    }
+    const credit: WalletCredit = {
+      id: entry.entry_id,
+      source: entry.kind,
+      amount_cents: entry.amount_cents,
+      remaining_cents: entry.amount_cents,
+      granted_at: entry.ts,
+      expires_at: expiresAt,
+    }
+    out.credits.set(entry.user_id, [...(out.credits.get(entry.user_id) ?? []), credit])
+    if (expiresAt !== null) out.expiries.push({ userId: entry.user_id, creditId: credit.id, expiresAt })
   }
   const setUser = (id: string, patch: Partial<UserState>) => {
     out.users.set(id, { ...view.user(id), ...patch })
@@ -230,6 +261,19 @@ export function resolveBatch(
     setUser(e.user_id, { signedUpAt: e.ts, referrer: a.referrer, referredAt: e.ts })
     Object.assign(row, { referrer_id: a.referrer, code: a.code, counted: 1 })
     bump(a.referrer, 'signups', 1)
+    post(
+      {
+        entry_id: `signup_bonus:${e.id}`,
+        kind: 'signup_bonus',
+        user_id: e.user_id,
+        account: 'wallet',
+        amount_cents: SIGNUP_BONUS_CENTS,
+        event_id: e.id,
+        source_user_id: a.referrer,
+        ts: e.ts,
+      },
+      e.ts + SIGNUP_BONUS_DAYS * 86_400_000,
+    )
   }
 
   const applyRefund = (p: PurchaseState, purchaseId: string, r: HeldRefund, row: EventRow | undefined) => {
@@ -251,7 +295,7 @@ export function resolveBatch(
     }
     if (reversal > 0 && p.track !== '') {
       bump(p.referrer, 'earnings_cents', -reversal)
-      out.ledger.push({
+      post({
         entry_id: `commission_reversal:${r.id}`,
         kind: 'commission_reversal',
         user_id: p.referrer,
@@ -295,7 +339,7 @@ export function resolveBatch(
         bump(referrer, 'conversions', 1)
       }
       bump(referrer, 'earnings_cents', commission)
-      out.ledger.push({
+      post({
         entry_id: `commission:${e.id}`,
         kind: 'commission',
         user_id: referrer,
@@ -354,6 +398,20 @@ export function resolveBatch(
         break
       case 'refund':
         refund(e, row)
+        break
+      case 'spend':
+        // the spend script already moved the wallet; this records the entry
+        Object.assign(row, { user_id: e.user_id, amount_cents: e.amount_cents, counted: 1 })
+        out.ledger.push({
+          entry_id: `spend:${e.id}`,
+          kind: 'spend',
+          user_id: e.user_id,
+          account: 'wallet',
+          amount_cents: -e.amount_cents,
+          event_id: e.spend_id,
+          source_user_id: '',
+          ts: e.ts,
+        })
         break
     }
     out.rows.push(row)

@@ -74,3 +74,21 @@ export function emptyNeeds(): Needs {
 export function markerId(type: string, id: string): string {
   return `${type}:${id}`
 }
+
+/** One credit in a user's wallet (contract: GET /v1/users/:user_id/wallet). */
+export interface WalletCredit {
+  /** the ledger entry that granted it, e.g. signup_bonus:<signup id> */
+  id: string
+  source: string
+  amount_cents: number
+  remaining_cents: number
+  granted_at: number
+  /** null: never expires */
+  expires_at: number | null
+}
+
+export interface CreditExpiry {
+  userId: string
+  creditId: string
+  expiresAt: number
+}

@@ -131,6 +131,7 @@ describe('commissions and refunds', () => {
       },
     )
     expect(r.ledger.map((l) => [l.entry_id, l.account, l.amount_cents])).toEqual([
+      ['signup_bonus:s1', 'wallet', 250],
       ['commission:p1', 'cash', 200],
       ['commission:p2', 'cash', 300],
     ])
@@ -148,6 +149,7 @@ describe('commissions and refunds', () => {
     )
     expect(r.rows[0]?.note).toBe('held_until_purchase')
     expect(r.ledger.map((l) => [l.entry_id, l.amount_cents])).toEqual([
+      ['signup_bonus:s1', 250],
       ['commission:p1', 100],
       ['commission_reversal:r1', -50],
     ])

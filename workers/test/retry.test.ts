@@ -86,7 +86,7 @@ describe('a job retried after the worker died', () => {
     await applyJobs(redis, keys, [{ id: 'job-a', events: evs }], opts) // ...and the worker dies here
     const retried = await runJobs({ id: 'job-a', events: evs })
     expect(retried).toHaveLength(22)
-    expect(await rows('a-')).toEqual({ events: 22, ledger: 1 })
+    expect(await rows('a-')).toEqual({ events: 22, ledger: 2 })
     const after = await readCounters(redis, keys.stats('ref'))
     expect(after.clicks - before.clicks).toBe(20)
     expect(after.earnings_cents - before.earnings_cents).toBe(100)
@@ -100,7 +100,7 @@ describe('a job retried after the worker died', () => {
     // ...and the worker dies here
     await runJobs({ id: 'job-b', events: evs })
     await runJobs({ id: 'job-b', events: evs }) // and once more after it completed, its record gone
-    expect(await rows('b-')).toEqual({ events: 22, ledger: 1 })
+    expect(await rows('b-')).toEqual({ events: 22, ledger: 2 })
     const after = await readCounters(redis, keys.stats('ref'))
     expect(after.clicks - before.clicks).toBe(20)
     expect(after.conversions - before.conversions).toBe(1)
@@ -121,8 +121,8 @@ describe('a job retried after the worker died', () => {
     await runJobs({ id: 'job-g2', events: e2 }) // retried alone: stores the whole group
     await runJobs({ id: 'job-g1', events: e1 }) // its group is stored already
     await runJobs({ id: 'job-g3', events: e1 }, { id: 'job-g4', events: e2 }) // sent again later
-    expect(await rows('g1-')).toEqual({ events: 22, ledger: 1 })
-    expect(await rows('g2-')).toEqual({ events: 22, ledger: 1 })
+    expect(await rows('g1-')).toEqual({ events: 22, ledger: 2 })
+    expect(await rows('g2-')).toEqual({ events: 22, ledger: 2 })
     const after = await readCounters(redis, keys.stats('ref'))
     expect(after.clicks - before.clicks).toBe(40)
     expect(after.earnings_cents - before.earnings_cents).toBe(200)
@@ -132,7 +132,7 @@ describe('a job retried after the worker died', () => {
     const before = await readCounters(redis, keys.stats('ref'))
     const res = await runJobs({ id: 'job-c', events: events('a-') })
     expect(res).toHaveLength(0)
-    expect(await rows('a-')).toEqual({ events: 22, ledger: 1 })
+    expect(await rows('a-')).toEqual({ events: 22, ledger: 2 })
     expect(await readCounters(redis, keys.stats('ref'))).toEqual(before)
   })
 
@@ -151,7 +151,7 @@ describe('a job retried after the worker died', () => {
     } finally {
       other.disconnect()
     }
-    expect(await rows('d-')).toEqual({ events: 22, ledger: 1 })
+    expect(await rows('d-')).toEqual({ events: 22, ledger: 2 })
     const after = await readCounters(redis, keys.stats('ref'))
     expect(after.clicks - before.clicks).toBe(20)
   })

@@ -1,5 +1,5 @@
 import { type Counters, referralLink, type Track } from '@referral/core'
-import { readCounters } from '@referral/workers'
+import { cashBalance, readCounters, readWallet } from '@referral/workers'
 import { Hono } from 'hono'
 import type { ApiDeps } from '../context.ts'
 import { jwtAuth } from '../middleware/auth.ts'
@@ -12,11 +12,18 @@ export interface ReferrerStats extends Counters {
   conversion_rate: number
   total_earnings_cents: number
   track: Track
+  wallet_balance_cents: number
+  cash_balance_cents: number
   as_of: string
 }
 
 /** The six metrics of contract section 1, derived from the live counters. */
-export function toStats(c: Counters, track: Track, asOf: Date): ReferrerStats {
+export function toStats(
+  c: Counters,
+  track: Track,
+  balances: { wallet: number; cash: number },
+  asOf: Date,
+): ReferrerStats {
   return {
     ...c,
     total_clicks: c.clicks,
@@ -25,6 +32,8 @@ export function toStats(c: Counters, track: Track, asOf: Date): ReferrerStats {
     conversion_rate: c.signups === 0 ? 0 : c.conversions / c.signups,
     total_earnings_cents: c.earnings_cents,
     track,
+    wallet_balance_cents: balances.wallet,
+    cash_balance_cents: balances.cash,
     as_of: asOf.toISOString(),
   }
 }
@@ -55,11 +64,14 @@ export function meRoutes(deps: ApiDeps): Hono {
 
   app.get('/v1/me/stats', async (c) => {
     const { userId } = c.get('auth')
-    const [counters, track] = await Promise.all([
+    const now = new Date()
+    const [counters, track, wallet, cash] = await Promise.all([
       readCounters(redis, keys.stats(userId)),
       trackOf(deps, userId),
+      readWallet(redis, keys, userId, now.getTime()),
+      cashBalance(redis, keys, userId),
     ])
-    return c.json(toStats(counters, track, new Date()))
+    return c.json(toStats(counters, track, { wallet: wallet.balance_cents, cash }, now))
   })
   return app
 }
