@@ -134,4 +134,16 @@ describe('bad input', () => {
     }
     await expectRefused(await api.get('/v1/me/stats'), 401, 'unauthorized')
   })
+
+  it('answers 503 with a clear message for Stripe features when Stripe is not configured', async () => {
+    const asOwner = { authorization: `Bearer ${await tokenFor('owner')}` }
+    for (const res of [
+      await api.post('/v1/me/partner', {}, asOwner),
+      await api.post('/v1/me/payouts', {}, asOwner),
+      await api.post('/v1/webhooks/stripe', '{}', { authorization: '' }),
+    ]) {
+      const body = await expectRefused(res, 503, 'unavailable')
+      expect(body.error.message).toMatch(/STRIPE_SECRET_KEY/)
+    }
+  })
 })

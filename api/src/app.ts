@@ -8,6 +8,8 @@ import { makeErrorHandler, notFound } from './errors.ts'
 import { eventRoutes } from './routes/events.ts'
 import { healthRoutes } from './routes/health.ts'
 import { meRoutes } from './routes/me.ts'
+import { partnerRoutes } from './routes/partner.ts'
+import { stripeWebhookRoutes } from './routes/stripe-webhooks.ts'
 import { trackRoutes } from './routes/track.ts'
 import { walletRoutes } from './routes/wallet.ts'
 
@@ -29,6 +31,8 @@ export function createApp(deps: ApiDeps): Hono {
   app.route('/', trackRoutes(deps))
   app.route('/', meRoutes(deps))
   app.route('/', walletRoutes(deps))
+  app.route('/', partnerRoutes(deps))
+  app.route('/', stripeWebhookRoutes(deps))
 
   if (existsSync(deps.webRoot)) {
     app.get('/landing', serveStatic({ root: deps.webRoot, path: 'landing.html' }))

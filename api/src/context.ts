@@ -1,5 +1,6 @@
 import type { ClickHouse } from '@referral/clickhouse'
-import type { Keys, Logger, ResolvedConfig } from '@referral/core'
+import type { JobPayloads, Keys, Logger, ResolvedConfig, Stripe } from '@referral/core'
+import type { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { EventSink } from './group-commit.ts'
 
@@ -15,6 +16,9 @@ export interface ApiDeps {
   log: Logger
   /** folder of the built dashboard, served at / */
   webRoot: string
+  /** null when STRIPE_SECRET_KEY is not set: Stripe features answer 503 */
+  stripe: Stripe | null
+  payouts: Queue<JobPayloads['payouts']>
 }
 
 export interface AuthInfo {

@@ -117,7 +117,15 @@ export type ClickEvent = Omit<z.output<typeof clickInput>, 'id' | 'ts'> & Settle
 export type SignupEvent = Omit<z.output<typeof signupInput>, 'id' | 'ts'> & Settled
 export type PurchaseEvent = Omit<z.output<typeof purchaseInput>, 'id' | 'ts' | 'currency'> &
   Settled & { currency: 'usd' }
-export type RefundEvent = Omit<z.output<typeof refundInput>, 'id' | 'ts'> & Settled
+export type RefundEvent = Omit<z.output<typeof refundInput>, 'id' | 'ts'> &
+  Settled & {
+    /**
+     * Stripe's charge.refunded says how much of the charge is refunded in all: the refund is
+     * what that total adds to what was refunded before (never less than nothing), so
+     * deliveries in any order and any number add up to the total.
+     */
+    refunded_total_cents?: number
+  }
 /**
  * Not accepted from outside: a wallet spend already applied to Redis by the spend script,
  * queued so that its ledger entry reaches ClickHouse exactly once. Its id joins the user and

@@ -23,6 +23,14 @@ export interface Keys {
   spend(userId: string, spendId: string): string
   /** a user's cash balance (hash: cash) */
   balance(userId: string): string
+  /** a payout: user, amount_cents, status, account, transfer_id, times (hash) */
+  payout(payoutId: string): string
+  /** a user's payout ids, newest first (list) */
+  userPayouts(userId: string): string
+  /** payouts not yet paid or failed, by creation time (sorted set) */
+  pendingPayouts(): string
+  /** the user id that owns a Stripe connected account (string) */
+  stripeAccount(accountId: string): string
   /** a referrer's live counters (hash) */
   stats(userId: string): string
   /** counters over all referrers (hash) */
@@ -53,6 +61,10 @@ export function makeKeys(prefix: string): Keys {
     wallet: (userId) => `${p}wallet:${userId}`,
     spend: (userId, spendId) => `${p}spend:${userId.length}:${userId}:${spendId}`,
     balance: (userId) => `${p}balance:${userId}`,
+    payout: (payoutId) => `${p}payout:${payoutId}`,
+    userPayouts: (userId) => `${p}payouts:${userId}`,
+    pendingPayouts: () => `${p}payouts-pending`,
+    stripeAccount: (accountId) => `${p}stripe-account:${accountId}`,
     stats: (userId) => `${p}stats:${userId}`,
     globalStats: () => `${p}stats-global`,
     jobGroup: (jobId) => `${p}job:${jobId}`,

@@ -6,12 +6,14 @@ import type { QueuedEvent } from './events.ts'
  * events of one group commit: all the requests that arrived while the previous add was in
  * flight, so the queue does one write for many requests.
  */
-export const QUEUE_NAMES = { ingest: 'ingest', credits: 'credits' } as const
+export const QUEUE_NAMES = { ingest: 'ingest', credits: 'credits', payouts: 'payouts' } as const
 
 export interface JobPayloads {
   ingest: { events: QueuedEvent[] }
   /** write off what is left of a wallet credit when it expires (a delayed job) */
   credits: { userId: string; creditId: string; expiresAt: number }
+  /** send a requested payout to the user's connected account (a Stripe transfer) */
+  payouts: { payoutId: string }
 }
 
 /**

@@ -11,13 +11,14 @@ import {
   type Logger,
   makeKeys,
   makeRedis,
+  makeStripe,
   newId,
   type ProcessRole,
   QUEUE_NAMES,
   type ResolvedConfig,
   whenReady,
 } from '@referral/core'
-import { type IngestWorker, startIngestWorker } from '@referral/workers'
+import { type IngestWorker, startIngestWorker, startPayoutWorker } from '@referral/workers'
 import { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { type RedisServer, startRedisServer } from './redis-server.ts'
@@ -94,11 +95,34 @@ export async function startService(opts: StartOptions): Promise<Service> {
     }
 
     let ingestWorker: IngestWorker | null = null
+    const stripe = makeStripe(config)
     if (runsWorkers) {
       if (ch === null) throw new Error('workers need ClickHouse')
       ingestWorker = await startIngestWorker({ config, redisUrl, keys, ch, log })
       const w = ingestWorker
       cleanups.push(() => w.close())
+      if (stripe !== null) {
+        const conn = makeRedis(redisUrl, 'worker', 'payouts')
+        conn.on('error', (e) => log.warn({ err: e.message }, 'payout redis'))
+        const payoutQueue = new Queue<JobPayloads['payouts']>(QUEUE_NAMES.payouts, {
+          connection: conn,
+          prefix: keys.bullPrefix(),
+        })
+        const pw = await startPayoutWorker({
+          redis: conn,
+          connection: conn,
+          queue: payoutQueue,
+          keys,
+          ch,
+          stripe,
+          log,
+        })
+        cleanups.push(async () => {
+          await pw.close()
+          await payoutQueue.close()
+          conn.disconnect()
+        })
+      }
     }
 
     let url: string | undefined
@@ -120,8 +144,14 @@ export async function startService(opts: StartOptions): Promise<Service> {
         skipWaitingForReady: true,
       })
       queue = q
+      const payouts = new Queue<JobPayloads['payouts']>(QUEUE_NAMES.payouts, {
+        connection: queueConn,
+        prefix: keys.bullPrefix(),
+        skipWaitingForReady: true,
+      })
       cleanups.push(async () => {
         await q.close()
+        await payouts.close()
         queueConn.disconnect()
       })
       const gc = new GroupCommitter(
@@ -139,6 +169,8 @@ export async function startService(opts: StartOptions): Promise<Service> {
         ch,
         log,
         webRoot: opts.webRoot ?? WEB_ROOT,
+        stripe,
+        payouts,
       })
       const server = await new Promise<Server>((res) => {
         const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () =>

@@ -316,6 +316,7 @@ export function parseUser(h: Record<string, string>): UserState {
   if (h.referred_at !== undefined) u.referredAt = Number(h.referred_at)
   if (h.converted_at !== undefined) u.convertedAt = Number(h.converted_at)
   if (h.track === 'basic' || h.track === 'partner') u.track = h.track
+  if (h.partner_since !== undefined) u.partnerSince = Number(h.partner_since)
   return u
 }
 

@@ -11,6 +11,7 @@ import {
 import { type Job, type Queue, Worker } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { CreditExpiry } from './state.ts'
+import { insertLedgerEntry } from './store.ts'
 import { expireCredit } from './wallet.ts'
 
 /**
@@ -63,12 +64,7 @@ export async function expireOne(
     source_user_id: '',
     ts: data.expiresAt,
   }
-  await ch.client.insert({
-    table: 'ledger',
-    values: [entry],
-    format: 'JSONEachRow',
-    clickhouse_settings: { insert_deduplication_token: entry.entry_id },
-  })
+  await insertLedgerEntry(ch, entry)
   return written
 }
 

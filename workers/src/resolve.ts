@@ -159,6 +159,12 @@ function baseRow(e: QueuedEvent): EventRow {
   }
 }
 
+/** The track that applies to a purchase at `ts`: Partner only from the upgrade on. */
+export function trackAt(u: UserState, ts: number): Track {
+  if (u.track !== 'partner') return 'basic'
+  return u.partnerSince === undefined || ts >= u.partnerSince ? 'partner' : 'basic'
+}
+
 export function resolveBatch(
   events: readonly QueuedEvent[],
   snapshot: StateSnapshot,
@@ -278,7 +284,8 @@ export function resolveBatch(
 
   const applyRefund = (p: PurchaseState, purchaseId: string, r: HeldRefund, row: EventRow | undefined) => {
     const refundable = p.amount - p.refunded
-    const applied = Math.min(r.amount_cents, refundable)
+    const asked = r.refunded_total_cents === undefined ? r.amount_cents : r.refunded_total_cents - p.refunded
+    const applied = Math.max(0, Math.min(asked, refundable))
     if (row !== undefined) Object.assign(row, { referrer_id: p.referrer, user_id: p.user })
     if (applied <= 0) {
       if (row !== undefined) row.note = 'nothing_to_refund'
@@ -330,7 +337,7 @@ export function resolveBatch(
         reversed: 0,
       }
     } else {
-      const track: Track = view.user(referrer).track ?? 'basic'
+      const track = trackAt(view.user(referrer), e.ts)
       const commission = commissionFor(e.amount_cents, track)
       Object.assign(row, { referrer_id: referrer, commission_cents: commission, track, counted: 1 })
       if (buyer.convertedAt === undefined) {
@@ -372,7 +379,13 @@ export function resolveBatch(
 
   const refund = (e: RefundEvent, row: EventRow) => {
     Object.assign(row, { purchase_id: e.purchase_id, amount_cents: e.amount_cents })
-    const r: HeldRefund = { id: e.id, amount_cents: e.amount_cents, ts: e.ts, received_at: e.received_at }
+    const r: HeldRefund = {
+      id: e.id,
+      amount_cents: e.amount_cents,
+      ts: e.ts,
+      received_at: e.received_at,
+      ...(e.refunded_total_cents === undefined ? {} : { refunded_total_cents: e.refunded_total_cents }),
+    }
     const p = view.purchase(e.purchase_id)
     if (p === null) {
       row.note = 'held_until_purchase'

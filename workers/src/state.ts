@@ -10,6 +10,8 @@ export interface UserState {
   referredAt?: number
   convertedAt?: number
   track?: Track
+  /** when the user became a Partner (epoch ms); purchases before it earn at the Basic rate */
+  partnerSince?: number
 }
 
 export interface VisitorState {
@@ -31,6 +33,8 @@ export interface PurchaseState {
 export interface HeldRefund {
   id: string
   amount_cents: number
+  /** set for refunds stated as the charge's refunded total (Stripe) */
+  refunded_total_cents?: number
   ts: number
   received_at: number
 }

@@ -1,4 +1,4 @@
-import type { ClickHouse } from '@referral/clickhouse'
+import type { ClickHouse, LedgerRow } from '@referral/clickhouse'
 import type { AppliedGroup } from './apply.ts'
 
 /**
@@ -24,4 +24,14 @@ export async function storeGroup(ch: ClickHouse, group: AppliedGroup): Promise<v
       clickhouse_settings: { insert_deduplication_token: `ledger:${group.groupId}` },
     })
   }
+}
+
+/** Ledger entries written outside the ingest pipeline (payouts, expiries): one insert each, its id as token. */
+export async function insertLedgerEntry(ch: ClickHouse, entry: LedgerRow): Promise<void> {
+  await ch.client.insert({
+    table: 'ledger',
+    values: [entry],
+    format: 'JSONEachRow',
+    clickhouse_settings: { insert_deduplication_token: entry.entry_id },
+  })
 }

@@ -1,0 +1,244 @@
+import { makeKeys, makeRedis, makeStripe, type Stripe } from '@referral/core'
+import { readPayout, requestPayout, sendPayout } from '@referral/workers'
+import type { Redis } from 'ioredis'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { codeFor, eventually, type Http, http, statsFor, tokenFor } from './support/client.ts'
+import { startTestRedis, tempDir } from './support/env.ts'
+import { type FakeStripe, startFakeStripe } from './support/fake-stripe.ts'
+import { count, drained, startTestService } from './support/service.ts'
+
+const WEBHOOK_SECRET = 'whsec_test_0123456789'
+
+/** The Partner track against a stateful fake Stripe: upgrade, webhooks, payouts, to the cent. */
+describe('partner track, Stripe webhooks and payouts', () => {
+  const dir = tempDir()
+  let redisServer: Awaited<ReturnType<typeof startTestRedis>>
+  let svc: Awaited<ReturnType<typeof startTestService>>
+  let fake: FakeStripe
+  let api: Http
+  let redis: Redis
+  let stripe: Stripe
+  const keys = makeKeys('ra')
+  let seq = 0
+
+  const asUser = async (user: string) => ({ authorization: `Bearer ${await tokenFor(user)}` })
+  const webhook = (type: string, object: Record<string, unknown>, id = `evt_${++seq}`) => {
+    const payload = JSON.stringify({
+      id,
+      object: 'event',
+      type,
+      created: Math.floor(Date.now() / 1000) + seq,
+      data: { object },
+    })
+    return {
+      id,
+      payload,
+      header: stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET }),
+    }
+  }
+  const deliver = (w: { payload: string; header: string }) =>
+    api.post('/v1/webhooks/stripe', w.payload, { 'stripe-signature': w.header, authorization: '' })
+  const cashLedger = (user: string) =>
+    count(
+      svc.ch,
+      "SELECT sum(amount_cents) AS n FROM ledger WHERE user_id = {u:String} AND account = 'cash'",
+      { u: user },
+    )
+
+  beforeAll(async () => {
+    fake = await startFakeStripe()
+    redisServer = await startTestRedis(`${dir.path}/redis`)
+    const env = {
+      STRIPE_SECRET_KEY: 'sk_test_fake',
+      STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+      STRIPE_API_URL: fake.url,
+    }
+    svc = await startTestService(`${dir.path}/data`, redisServer.url, env)
+    api = http(svc.url)
+    redis = makeRedis(redisServer.url, 'command')
+    const s = makeStripe({
+      stripe: { secretKey: 'sk_test_fake', webhookSecret: WEBHOOK_SECRET, apiUrl: fake.url },
+    })
+    if (s === null) throw new Error('no stripe client')
+    stripe = s
+  })
+  afterAll(async () => {
+    redis?.disconnect()
+    await svc?.service.stop()
+    await redisServer?.stop()
+    await fake?.close()
+    dir.remove()
+  })
+
+  it('runs the whole program to the cent: Basic, upgrade, Partner, refund, minimum, payout', async () => {
+    const code = await codeFor(api, 'pat')
+    const invoice = (id: string, user: string, amount: number) =>
+      webhook('invoice.paid', {
+        id: `in_${id}`,
+        payment_intent: `pi_${id}`,
+        amount_paid: amount,
+        currency: 'usd',
+        metadata: { user_id: user },
+      })
+
+    await api.post('/v1/events', { type: 'signup', id: 'pat-s1', user_id: 'pat-friend', ref: code })
+    await drained(svc.service)
+    expect((await deliver(invoice('a', 'pat-friend', 10000))).status).toBe(200) // Basic: 500 credit
+    await drained(svc.service)
+    expect(await statsFor(api, 'pat')).toMatchObject({
+      track: 'basic',
+      total_earnings_cents: 500,
+      wallet_balance_cents: 500,
+    })
+
+    const up = await api.post('/v1/me/partner', {}, await asUser('pat'))
+    expect(up.status).toBe(200)
+    const upBody = (await up.json()) as { track: string; onboarding_url: string }
+    expect(upBody.track).toBe('partner')
+    expect(upBody.onboarding_url).toMatch(/^https:\/\/connect\.stripe\.test\/setup\/acct_/)
+    await api.post('/v1/me/partner', {}, await asUser('pat')) // again: the same account
+    expect(fake.accounts.size).toBe(1)
+
+    expect((await deliver(invoice('b', 'pat-friend', 10000))).status).toBe(200) // Partner: 1000 cash
+    const refund = webhook('charge.refunded', { id: 'ch_b', payment_intent: 'pi_b', amount_refunded: 5000 })
+    expect((await deliver(refund)).status).toBe(200) // half refunded: 500 reversed
+    await drained(svc.service)
+    expect(await statsFor(api, 'pat')).toMatchObject({
+      track: 'partner',
+      total_earnings_cents: 1000,
+      wallet_balance_cents: 500, // the Basic commission stays credit: upgrading changes nothing past
+      cash_balance_cents: 500,
+    })
+
+    // not payout-ready, then below the minimum
+    const notReady = await api.post('/v1/me/payouts', {}, await asUser('pat'))
+    expect(notReady.status).toBe(409)
+    const [acct] = [...fake.accounts.keys()]
+    expect(
+      (
+        await deliver(
+          webhook('account.updated', { id: acct, payouts_enabled: true, metadata: { user_id: 'pat' } }),
+        )
+      ).status,
+    ).toBe(200)
+    const below = await api.post('/v1/me/payouts', {}, await asUser('pat'))
+    expect(below.status).toBe(409)
+    expect(((await below.json()) as { error: { message: string } }).error.message).toMatch(
+      /below the 2500-cent minimum/,
+    )
+
+    expect((await deliver(invoice('c', 'pat-friend', 20000))).status).toBe(200) // +2000 cash: 2500
+    await drained(svc.service)
+    const paid = await api.post('/v1/me/payouts', {}, await asUser('pat'))
+    expect(paid.status).toBe(201)
+    const payout = (await paid.json()) as { id: string; amount_cents: number; status: string }
+    expect(payout).toMatchObject({ amount_cents: 2500, status: 'pending' })
+    await eventually(async () => {
+      const list = (await (await api.get('/v1/me/payouts', await asUser('pat'))).json()) as {
+        payouts: Array<{ status: string }>
+      }
+      expect(list.payouts[0]?.status).toBe('paid')
+    })
+    expect(fake.transfers.map((t) => [t.amount, t.destination])).toEqual([[2500, acct]])
+    expect(await statsFor(api, 'pat')).toMatchObject({ cash_balance_cents: 0, total_earnings_cents: 3000 })
+    await eventually(async () => expect(await cashLedger('pat')).toBe(0)) // +1000 -500 +2000 -2500
+  })
+
+  it('gives the same totals when every webhook is delivered 10 times in shuffled order', async () => {
+    const code = await codeFor(api, 'quinn')
+    await api.post('/v1/events', { type: 'signup', id: 'quinn-s', user_id: 'quinn-friend', ref: code })
+    await drained(svc.service)
+    const events = [
+      webhook('invoice.paid', {
+        id: 'in_q',
+        payment_intent: 'pi_q',
+        amount_paid: 7777,
+        currency: 'usd',
+        metadata: { user_id: 'quinn-friend' },
+      }),
+      webhook('charge.refunded', { id: 'ch_q', payment_intent: 'pi_q', amount_refunded: 1000 }),
+      webhook('charge.refunded', { id: 'ch_q', payment_intent: 'pi_q', amount_refunded: 3000 }),
+      webhook('checkout.session.completed', {
+        id: 'cs_q',
+        payment_intent: 'pi_q2',
+        payment_status: 'paid',
+        amount_total: 1234,
+        currency: 'usd',
+        metadata: { user_id: 'quinn-friend' },
+      }),
+    ]
+    const deliveries = events.flatMap((e) => Array.from({ length: 10 }, () => e))
+    // a fixed shuffle, so a failure can be replayed
+    let state = 42
+    for (let i = deliveries.length - 1; i > 0; i--) {
+      state = (state * 1103515245 + 12345) % 2 ** 31
+      const j = state % (i + 1)
+      const a = deliveries[i]
+      const b = deliveries[j]
+      if (a !== undefined && b !== undefined) [deliveries[i], deliveries[j]] = [b, a]
+    }
+    const answers = await Promise.all(deliveries.map((d) => deliver(d)))
+    expect(new Set(answers.map((r) => r.status))).toEqual(new Set([200]))
+    await drained(svc.service)
+    // 7777 * 5% = 388.85 -> 389; refunded 3000 of 7777 in all -> reverse round(389 * 3000 / 7777) = 150;
+    // 1234 * 5% = 61.7 -> 62
+    expect(await statsFor(api, 'quinn')).toMatchObject({
+      total_earnings_cents: 389 - 150 + 62,
+      conversions: 1,
+    })
+    expect(
+      await count(
+        svc.ch,
+        "SELECT count() AS n FROM events WHERE user_id = 'quinn-friend' AND type = 'purchase'",
+      ),
+    ).toBe(2)
+  })
+
+  it('refuses a webhook with a bad signature and changes nothing', async () => {
+    const w = webhook('invoice.paid', {
+      id: 'in_bad',
+      amount_paid: 100,
+      currency: 'usd',
+      metadata: { user_id: 'x' },
+    })
+    const res = await api.post('/v1/webhooks/stripe', w.payload, {
+      'stripe-signature': `${w.header}0`,
+      authorization: '',
+    })
+    expect(res.status).toBe(400)
+    const unsigned = await api.post('/v1/webhooks/stripe', w.payload, { authorization: '' })
+    expect(unsigned.status).toBe(400)
+    await drained(svc.service)
+    expect(await count(svc.ch, "SELECT count() AS n FROM events WHERE id = 'stripe:in_bad'")).toBe(0)
+  })
+
+  it('makes one transfer when the payout job dies after the transfer and before recording it', async () => {
+    await redis.hset(keys.user('rita'), { stripe_account: 'acct_rita', payouts_enabled: '1' })
+    await redis.hset(keys.balance('rita'), 'cash', 3000)
+    const req = await requestPayout(redis, keys, 'rita', 'acct_rita', Date.now())
+    if (!req.ok) throw new Error('payout refused')
+    const before = fake.transfers.length
+    // the first run made the transfer, then died
+    await stripe.transfers.create(
+      { amount: 3000, currency: 'usd', destination: 'acct_rita' },
+      { idempotencyKey: `payout-${req.payout.id}` },
+    )
+    const deps = { redis, keys, ch: svc.ch, stripe }
+    expect(await sendPayout(deps, req.payout.id)).toBe('paid')
+    expect(await sendPayout(deps, req.payout.id)).toBe('paid')
+    expect(fake.transfers.length - before).toBe(1)
+    expect((await readPayout(redis, keys, req.payout.id))?.status).toBe('paid')
+    expect(await cashLedger('rita')).toBe(-3000) // the debit; the 3000 came from outside the program here
+  })
+
+  it('gives the cash back when Stripe refuses the transfer for good', async () => {
+    await redis.hset(keys.user('sam'), { stripe_account: 'acct_sam', payouts_enabled: '1' })
+    await redis.hset(keys.balance('sam'), 'cash', 2600)
+    const req = await requestPayout(redis, keys, 'sam', 'acct_sam', Date.now())
+    if (!req.ok) throw new Error('payout refused')
+    fake.failTransfers(1, 'invalid')
+    expect(await sendPayout({ redis, keys, ch: svc.ch, stripe }, req.payout.id)).toBe('failed')
+    expect(await redis.hget(keys.balance('sam'), 'cash')).toBe('2600')
+    expect(await cashLedger('sam')).toBe(0) // -2600 payout, +2600 payout_failure
+  })
+})
