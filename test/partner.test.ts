@@ -1,5 +1,6 @@
-import { makeKeys, makeRedis, makeStripe, type Stripe } from '@referral/core'
-import { readPayout, requestPayout, sendPayout } from '@referral/workers'
+import { type JobPayloads, makeKeys, makeRedis, makeStripe, QUEUE_NAMES, type Stripe } from '@referral/core'
+import { readPayout, requestPayout, runAutoPayouts, sendPayout } from '@referral/workers'
+import { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { codeFor, eventually, type Http, http, statsFor, tokenFor } from './support/client.ts'
@@ -240,5 +241,36 @@ describe('partner track, Stripe webhooks and payouts', () => {
     expect(await sendPayout({ redis, keys, ch: svc.ch, stripe }, req.payout.id)).toBe('failed')
     expect(await redis.hget(keys.balance('sam'), 'cash')).toBe('2600')
     expect(await cashLedger('sam')).toBe(0) // -2600 payout, +2600 payout_failure
+  })
+
+  it('pays every payout-ready partner over the minimum in the automatic run', async () => {
+    for (const [user, cash, enabled] of [
+      ['auto-a', 3000, '1'],
+      ['auto-b', 2400, '1'], // below the minimum
+      ['auto-c', 5000, '0'], // not payout-ready
+    ] as const) {
+      await redis.hset(keys.user(user), {
+        stripe_account: `acct_${user}`,
+        payouts_enabled: enabled,
+        track: 'partner',
+      })
+      await redis.hset(keys.balance(user), 'cash', cash)
+      await redis.sadd(keys.partners(), user)
+    }
+    const payouts = new Queue<JobPayloads['payouts']>(QUEUE_NAMES.payouts, {
+      connection: redis,
+      prefix: keys.bullPrefix(),
+    })
+    try {
+      const ids = await runAutoPayouts({ redis, keys }, payouts)
+      const created = await Promise.all(ids.map((id) => readPayout(redis, keys, id)))
+      expect(created.map((p) => [p?.user_id, p?.amount_cents])).toEqual([['auto-a', 3000]])
+      expect(await runAutoPayouts({ redis, keys }, payouts)).toEqual([]) // nothing left to pay
+    } finally {
+      await payouts.close()
+    }
+    await eventually(async () =>
+      expect(fake.transfers.some((t) => t.destination === 'acct_auto-a')).toBe(true),
+    )
   })
 })

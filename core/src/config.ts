@@ -36,6 +36,7 @@ const envSchema = z.object({
   STRIPE_SECRET_KEY: optionalString,
   STRIPE_WEBHOOK_SECRET: optionalString,
   STRIPE_API_URL: optionalString.pipe(z.url().optional()),
+  AUTO_PAYOUT_CRON: optionalString,
   QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_-]+$/)
@@ -74,6 +75,8 @@ export interface Config {
   attributionWindowDays: number
   dedupWindowDays: number
   stripe: { secretKey: string | undefined; webhookSecret: string | undefined; apiUrl: string | undefined }
+  /** cron pattern of the automatic payout run (e.g. "0 9 1 * *"); unset: payouts only on request */
+  autoPayoutCron: string | undefined
   queuePrefix: string
   clickRateLimitPerMinute: number
   /** 0: no limit */
@@ -118,6 +121,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       webhookSecret: e.STRIPE_WEBHOOK_SECRET,
       apiUrl: e.STRIPE_API_URL,
     },
+    autoPayoutCron: e.AUTO_PAYOUT_CRON,
     queuePrefix: e.QUEUE_PREFIX,
     clickRateLimitPerMinute: e.CLICK_RATE_LIMIT_PER_MINUTE,
     ingestRateLimitPerSecond: e.INGEST_RATE_LIMIT_PER_SECOND,

@@ -29,6 +29,8 @@ export interface Keys {
   userPayouts(userId: string): string
   /** payouts not yet paid or failed, by creation time (sorted set) */
   pendingPayouts(): string
+  /** user ids on the Partner track (set) */
+  partners(): string
   /** the user id that owns a Stripe connected account (string) */
   stripeAccount(accountId: string): string
   /** a referrer's live counters (hash) */
@@ -65,6 +67,7 @@ export function makeKeys(prefix: string): Keys {
     userPayouts: (userId) => `${p}payouts:${userId}`,
     pendingPayouts: () => `${p}payouts-pending`,
     stripeAccount: (accountId) => `${p}stripe-account:${accountId}`,
+    partners: () => `${p}partners`,
     stats: (userId) => `${p}stats:${userId}`,
     globalStats: () => `${p}stats-global`,
     jobGroup: (jobId) => `${p}job:${jobId}`,

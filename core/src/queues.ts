@@ -6,7 +6,12 @@ import type { QueuedEvent } from './events.ts'
  * events of one group commit: all the requests that arrived while the previous add was in
  * flight, so the queue does one write for many requests.
  */
-export const QUEUE_NAMES = { ingest: 'ingest', credits: 'credits', payouts: 'payouts' } as const
+export const QUEUE_NAMES = {
+  ingest: 'ingest',
+  credits: 'credits',
+  payouts: 'payouts',
+  payoutRuns: 'payout-runs',
+} as const
 
 export interface JobPayloads {
   ingest: { events: QueuedEvent[] }
@@ -14,6 +19,8 @@ export interface JobPayloads {
   credits: { userId: string; creditId: string; expiresAt: number }
   /** send a requested payout to the user's connected account (a Stripe transfer) */
   payouts: { payoutId: string }
+  /** the automatic payout run (a repeatable job): pay every payout-ready partner over the minimum */
+  payoutRuns: Record<string, never>
 }
 
 /**

@@ -8,9 +8,9 @@ import {
   QUEUE_NAMES,
   type Stripe,
 } from '@referral/core'
-import { type Queue, Worker } from 'bullmq'
+import { Queue, Worker } from 'bullmq'
 import type { Redis } from 'ioredis'
-import { type Payout, pendingPayoutIds, readPayout, settlePayout } from './payouts.ts'
+import { type Payout, pendingPayoutIds, readPayout, requestPayout, settlePayout } from './payouts.ts'
 import { insertLedgerEntry } from './store.ts'
 
 /**
@@ -102,7 +102,13 @@ export interface PayoutWorker {
 
 /** The payout queue's worker, and a sweep that queues any pending payout whose job was never added. */
 export async function startPayoutWorker(
-  deps: PayoutDeps & { connection: Redis; queue: Queue<JobPayloads['payouts']>; log: Logger },
+  deps: PayoutDeps & {
+    connection: Redis
+    queue: Queue<JobPayloads['payouts']>
+    log: Logger
+    /** cron pattern of the automatic payout run; undefined: none */
+    autoPayoutCron?: string | undefined
+  },
 ): Promise<PayoutWorker> {
   const { log, queue } = deps
   const worker = new Worker<JobPayloads['payouts']>(
@@ -129,10 +135,62 @@ export async function startPayoutWorker(
   await sweep()
   const timer = setInterval(() => void sweep(), 60_000)
   timer.unref()
+  const runs = new Queue<JobPayloads['payoutRuns']>(QUEUE_NAMES.payoutRuns, {
+    connection: deps.connection,
+    prefix: deps.keys.bullPrefix(),
+  })
+  let runWorker: Worker<JobPayloads['payoutRuns']> | null = null
+  if (deps.autoPayoutCron === undefined) {
+    await runs.removeJobScheduler('auto-payouts')
+  } else {
+    await runs.upsertJobScheduler(
+      'auto-payouts',
+      { pattern: deps.autoPayoutCron },
+      { name: 'auto-payouts', data: {} },
+    )
+    runWorker = new Worker<JobPayloads['payoutRuns']>(
+      QUEUE_NAMES.payoutRuns,
+      async () => {
+        const ids = await runAutoPayouts(deps, queue)
+        log.info({ payouts: ids.length }, 'automatic payout run')
+        return ids.length
+      },
+      { connection: deps.connection, prefix: deps.keys.bullPrefix() },
+    )
+  }
   return {
     close: async () => {
       clearInterval(timer)
       await worker.close()
+      await runWorker?.close()
+      await runs.close()
     },
   }
+}
+
+/**
+ * The automatic payout run: every Partner whose account can receive payouts and whose cash
+ * is at least the minimum gets a payout of the whole balance. Run by a BullMQ job scheduler
+ * on AUTO_PAYOUT_CRON; returns the payout ids it created.
+ */
+export async function runAutoPayouts(
+  deps: Pick<PayoutDeps, 'redis' | 'keys'>,
+  queue: Queue<JobPayloads['payouts']>,
+  now = Date.now(),
+): Promise<string[]> {
+  const { redis, keys } = deps
+  const created: string[] = []
+  let cursor = '0'
+  do {
+    const [next, users] = await redis.sscan(keys.partners(), cursor, 'COUNT', 500)
+    cursor = next
+    for (const userId of users) {
+      const [account, enabled] = await redis.hmget(keys.user(userId), 'stripe_account', 'payouts_enabled')
+      if (account === null || account === undefined || enabled !== '1') continue
+      const r = await requestPayout(redis, keys, userId, account, now)
+      if (r.ok) created.push(r.payout.id)
+    }
+  } while (cursor !== '0')
+  await enqueuePayouts(queue, created)
+  return created
 }

@@ -168,4 +168,45 @@ describe('commissions and refunds', () => {
     expect(r.taken).toEqual(['click:c1'])
     expect(r.counters.get('alice')).toEqual({ clicks: 1 })
   })
+
+  it('reverses no more than the commission for a refund larger than the purchase', () => {
+    const r = run(
+      [
+        ev.signup('s1', 'u1', { ref: 'AAAAAAAA' }),
+        ev.purchase('p1', 'u1', 2000),
+        ev.refund('r1', 'p1', 5000),
+        ev.refund('r2', 'p1', 100),
+      ],
+      owners,
+    )
+    expect(
+      r.ledger.filter((l) => l.kind !== 'signup_bonus').map((l) => [l.entry_id, l.amount_cents]),
+    ).toEqual([
+      ['commission:p1', 100],
+      ['commission_reversal:r1', -100],
+    ])
+    expect(r.rows[3]?.note).toBe('nothing_to_refund')
+    expect(r.counters.get('alice')?.earnings_cents).toBe(0)
+  })
+
+  it('pays the Basic rate on purchases dated before the upgrade', () => {
+    const since = T0 + 1000
+    const r = run(
+      [
+        ev.signup('s1', 'u1', { ref: 'AAAAAAAA' }),
+        ev.purchase('p1', 'u1', 1000, T0),
+        ev.purchase('p2', 'u1', 1000, since),
+      ],
+      (s) => {
+        owners(s)
+        s.users.set('alice', { track: 'partner', partnerSince: since })
+      },
+    )
+    expect(
+      r.ledger.filter((l) => l.kind === 'commission').map((l) => [l.entry_id, l.account, l.amount_cents]),
+    ).toEqual([
+      ['commission:p1', 'wallet', 50],
+      ['commission:p2', 'cash', 100],
+    ])
+  })
 })

@@ -80,6 +80,7 @@ export function partnerRoutes(deps: ApiDeps): Hono {
       }),
     )
     const since = await redis.eval(SET_PARTNER, 1, keys.user(userId), Date.now())
+    await redis.sadd(keys.partners(), userId)
     return c.json({ track: 'partner', onboarding_url: link.url, partner_since: iso(Number(since)) })
   })
 
