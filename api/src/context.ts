@@ -2,6 +2,7 @@ import type { ClickHouse } from '@referral/clickhouse'
 import type { JobPayloads, Keys, Logger, ResolvedConfig, Stripe } from '@referral/core'
 import type { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
+import type { Backlog } from './backlog.ts'
 import type { EventSink } from './group-commit.ts'
 
 /** What the HTTP layer needs from the process; built once in server/ and passed in. */
@@ -11,6 +12,8 @@ export interface ApiDeps {
   redis: Redis
   keys: Keys
   events: EventSink
+  /** refuses new events while the ingest queue is too deep */
+  backlog: Backlog
   /** null when this process does not reach ClickHouse */
   ch: ClickHouse | null
   log: Logger

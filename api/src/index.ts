@@ -1,4 +1,5 @@
 export * from './app.ts'
+export * from './backlog.ts'
 export * from './context.ts'
 export * from './group-commit.ts'
 export * from './ingest.ts'

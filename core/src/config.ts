@@ -42,7 +42,7 @@ const envSchema = z.object({
     .regex(/^[A-Za-z0-9_-]+$/)
     .default('ra'),
   CLICK_RATE_LIMIT_PER_MINUTE: intFrom(120, 1, 1_000_000),
-  INGEST_RATE_LIMIT_PER_SECOND: intFrom(0, 0, 10_000_000),
+  MAX_QUEUED_JOBS: intFrom(20_000, 0, 100_000_000),
   SHUTDOWN_GRACE_MS: intFrom(10_000, 100, 600_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
@@ -79,8 +79,8 @@ export interface Config {
   autoPayoutCron: string | undefined
   queuePrefix: string
   clickRateLimitPerMinute: number
-  /** 0: no limit */
-  ingestRateLimitPerSecond: number
+  /** ingest jobs waiting past which POST /v1/events answers 503; 0: no limit */
+  maxQueuedJobs: number
   shutdownGraceMs: number
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 }
@@ -124,7 +124,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     autoPayoutCron: e.AUTO_PAYOUT_CRON,
     queuePrefix: e.QUEUE_PREFIX,
     clickRateLimitPerMinute: e.CLICK_RATE_LIMIT_PER_MINUTE,
-    ingestRateLimitPerSecond: e.INGEST_RATE_LIMIT_PER_SECOND,
+    maxQueuedJobs: e.MAX_QUEUED_JOBS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     logLevel: e.LOG_LEVEL,
   }

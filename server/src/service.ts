@@ -3,7 +3,7 @@ import type { Server } from 'node:http'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { serve } from '@hono/node-server'
-import { createApp, GroupCommitter } from '@referral/api'
+import { Backlog, createApp, GroupCommitter } from '@referral/api'
 import { type ClickHouse, migrate, openClickHouse } from '@referral/clickhouse'
 import {
   INGEST_JOB_OPTIONS,
@@ -161,11 +161,15 @@ export async function startService(opts: StartOptions): Promise<Service> {
         { maxBatchEvents: 5000, maxInFlight: 4 },
       )
       committer = gc
+      const backlog = new Backlog(() => q.getWaitingCount(), config.maxQueuedJobs)
+      backlog.start()
+      cleanups.push(async () => backlog.stop())
       const app = createApp({
         config,
         redis: commandConn,
         keys,
         events: gc,
+        backlog,
         ch,
         log,
         webRoot: opts.webRoot ?? WEB_ROOT,

@@ -9,6 +9,7 @@ export function eventRoutes(deps: ApiDeps): Hono {
   const app = new Hono()
   app.post('/v1/events', ingestKeyAuth(deps.config.ingestApiKey), async (c) => {
     const events = parseEventsBody(await readJson(c))
+    deps.backlog.admit()
     await deps.events.submit(events)
     return c.json({ accepted: events.length, ids: events.map((e) => e.id) }, 202)
   })
