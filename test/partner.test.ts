@@ -3,8 +3,8 @@ import { readPayout, requestPayout, runAutoPayouts, sendPayout } from '@referral
 import { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { codeFor, eventually, type Http, http, statsFor, tokenFor } from './support/client.ts'
-import { startTestRedis, tempDir } from './support/env.ts'
+import { BROWSER_UA, codeFor, eventually, type Http, http, statsFor, tokenFor } from './support/client.ts'
+import { INGEST_KEY, startTestRedis, tempDir } from './support/env.ts'
 import { type FakeStripe, startFakeStripe } from './support/fake-stripe.ts'
 import { count, drained, startTestService } from './support/service.ts'
 
@@ -71,7 +71,7 @@ describe('partner track, Stripe webhooks and payouts', () => {
     dir.remove()
   })
 
-  it('runs the whole program to the cent: Basic, upgrade, Partner, refund, minimum, payout', async () => {
+  it('runs the whole program to the cent: click, signup credit, Basic, upgrade, Partner, refund, spend, expiry, payout', async () => {
     const code = await codeFor(api, 'pat')
     const invoice = (id: string, user: string, amount: number) =>
       webhook('invoice.paid', {
@@ -82,8 +82,31 @@ describe('partner track, Stripe webhooks and payouts', () => {
         metadata: { user_id: user },
       })
 
-    await api.post('/v1/events', { type: 'signup', id: 'pat-s1', user_id: 'pat-friend', ref: code })
+    // the friend clicks, then signs up by that visitor 30 days less 3 s ago: the credit expires soon
+    const signedUp = Date.now() - 30 * 86_400_000 + 3000
+    await api.post('/v1/events', {
+      events: [
+        {
+          type: 'click',
+          id: 'pat-c1',
+          code,
+          visitor_id: 'pat-v',
+          user_agent: BROWSER_UA,
+          ts: signedUp - 60_000,
+        },
+        { type: 'signup', id: 'pat-s1', user_id: 'pat-friend', visitor_id: 'pat-v', ts: signedUp },
+      ],
+    })
     await drained(svc.service)
+    expect(await statsFor(api, 'pat')).toMatchObject({ total_clicks: 1, total_referrals: 1, conversions: 0 })
+    const friendWallet = async () =>
+      ((await (await api.get('/v1/users/pat-friend/wallet')).json()) as { balance_cents: number })
+        .balance_cents
+    expect(await friendWallet()).toBe(250)
+    const spent = await api.post('/v1/users/pat-friend/wallet/spend', { id: 'pat-order', amount_cents: 100 })
+    expect(spent.status).toBe(200)
+    expect(await friendWallet()).toBe(150)
+
     expect((await deliver(invoice('a', 'pat-friend', 10000))).status).toBe(200) // Basic: 500 credit
     await drained(svc.service)
     expect(await statsFor(api, 'pat')).toMatchObject({
@@ -141,8 +164,26 @@ describe('partner track, Stripe webhooks and payouts', () => {
       expect(list.payouts[0]?.status).toBe('paid')
     })
     expect(fake.transfers.map((t) => [t.amount, t.destination])).toEqual([[2500, acct]])
-    expect(await statsFor(api, 'pat')).toMatchObject({ cash_balance_cents: 0, total_earnings_cents: 3000 })
+    expect(await statsFor(api, 'pat')).toMatchObject({
+      total_clicks: 1,
+      total_referrals: 1,
+      conversions: 1,
+      pending_referrals: 0,
+      conversion_rate: 1,
+      cash_balance_cents: 0,
+      wallet_balance_cents: 500,
+      total_earnings_cents: 3000, // 500 Basic + 1000 - 500 + 2000 Partner
+    })
     await eventually(async () => expect(await cashLedger('pat')).toBe(0)) // +1000 -500 +2000 -2500
+
+    // what the friend did not spend of the credit was written off at expiry
+    await eventually(async () => expect(await friendWallet()).toBe(0), 20_000, 200)
+    await eventually(
+      async () =>
+        expect(
+          await count(svc.ch, "SELECT sum(amount_cents) AS n FROM ledger WHERE user_id = 'pat-friend'"),
+        ).toBe(0), // +250 credit, -100 spent, -150 expired
+    )
   })
 
   it('gives the same totals when every webhook is delivered 10 times in shuffled order', async () => {

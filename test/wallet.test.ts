@@ -29,9 +29,7 @@ describe('wallet and balances', () => {
   const keys = makeKeys('ra')
 
   const wallet = async (user: string) => {
-    const res = await api.get(`/v1/users/${encodeURIComponent(user)}/wallet`, {
-      authorization: `Bearer test-ingest-key-0123456789abcdef`,
-    })
+    const res = await api.get(`/v1/users/${encodeURIComponent(user)}/wallet`)
     expect(res.status).toBe(200)
     return (await res.json()) as WalletBody
   }

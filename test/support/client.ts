@@ -32,7 +32,11 @@ export function http(baseUrl: string): Http {
         body: typeof body === 'string' ? body : JSON.stringify(body),
         redirect: 'manual',
       }),
-    get: (path, headers = {}) => fetch(baseUrl + path, { headers, redirect: 'manual' }),
+    get: (path, headers = {}) =>
+      fetch(baseUrl + path, {
+        headers: { authorization: `Bearer ${INGEST_KEY}`, ...headers },
+        redirect: 'manual',
+      }),
   }
 }
 
