@@ -4,7 +4,7 @@ import { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BROWSER_UA, codeFor, eventually, type Http, http, statsFor, tokenFor } from './support/client.ts'
-import { INGEST_KEY, startTestRedis, tempDir } from './support/env.ts'
+import { startTestRedis, tempDir } from './support/env.ts'
 import { type FakeStripe, startFakeStripe } from './support/fake-stripe.ts'
 import { count, drained, startTestService } from './support/service.ts'
 

@@ -5,9 +5,11 @@ import { requestId } from 'hono/request-id'
 import { secureHeaders } from 'hono/secure-headers'
 import type { ApiDeps } from './context.ts'
 import { makeErrorHandler, notFound } from './errors.ts'
+import { jwtAuth } from './middleware/auth.ts'
 import { eventRoutes } from './routes/events.ts'
 import { healthRoutes } from './routes/health.ts'
 import { meRoutes } from './routes/me.ts'
+import { meAnalyticsRoutes } from './routes/me-analytics.ts'
 import { partnerRoutes } from './routes/partner.ts'
 import { stripeWebhookRoutes } from './routes/stripe-webhooks.ts'
 import { trackRoutes } from './routes/track.ts'
@@ -26,10 +28,14 @@ export function createApp(deps: ApiDeps): Hono {
     return headers(c, next)
   })
 
+  // every /v1/me route is the referrer's own data: the JWT's sub is the only user it reads
+  app.use('/v1/me/*', jwtAuth(deps.config.jwtSecret))
+
   app.route('/', healthRoutes(deps))
   app.route('/', eventRoutes(deps))
   app.route('/', trackRoutes(deps))
   app.route('/', meRoutes(deps))
+  app.route('/', meAnalyticsRoutes(deps))
   app.route('/', walletRoutes(deps))
   app.route('/', partnerRoutes(deps))
   app.route('/', stripeWebhookRoutes(deps))

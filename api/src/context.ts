@@ -4,6 +4,7 @@ import type { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { Backlog } from './backlog.ts'
 import type { EventSink } from './group-commit.ts'
+import type { StatsHub } from './stats-hub.ts'
 
 /** What the HTTP layer needs from the process; built once in server/ and passed in. */
 export interface ApiDeps {
@@ -12,6 +13,8 @@ export interface ApiDeps {
   redis: Redis
   keys: Keys
   events: EventSink
+  /** wakes SSE streams when a user's stats change */
+  hub: StatsHub
   /** refuses new events while the ingest queue is too deep */
   backlog: Backlog
   /** null when this process does not reach ClickHouse */

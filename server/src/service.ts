@@ -3,7 +3,7 @@ import type { Server } from 'node:http'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { serve } from '@hono/node-server'
-import { Backlog, createApp, GroupCommitter } from '@referral/api'
+import { Backlog, createApp, GroupCommitter, StatsHub } from '@referral/api'
 import { type ClickHouse, migrate, openClickHouse } from '@referral/clickhouse'
 import {
   INGEST_JOB_OPTIONS,
@@ -161,6 +161,10 @@ export async function startService(opts: StartOptions): Promise<Service> {
         { maxBatchEvents: 5000, maxInFlight: 4 },
       )
       committer = gc
+      const subscriber = makeRedis(redisUrl, 'subscriber', 'api')
+      subscriber.on('error', (e) => log.warn({ err: e.message }, 'subscriber redis'))
+      const hub = new StatsHub(subscriber, keys, log)
+      await hub.start()
       const backlog = new Backlog(() => q.getWaitingCount(), config.maxQueuedJobs)
       backlog.start()
       cleanups.push(async () => backlog.stop())
@@ -170,6 +174,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
         keys,
         events: gc,
         backlog,
+        hub,
         ch,
         log,
         webRoot: opts.webRoot ?? WEB_ROOT,
@@ -194,6 +199,8 @@ export async function startService(opts: StartOptions): Promise<Service> {
             server.closeIdleConnections()
           }),
       )
+      // runs before the server closes: live streams end, so the server can
+      cleanups.push(() => hub.close())
     }
 
     return {

@@ -133,7 +133,7 @@ export async function applyJobs(
         resolution: {
           rows: res.rows.map(compactRow),
           ledger: res.ledger,
-          changed: [...res.counters.keys()],
+          changed: [...new Set([...res.counters.keys(), ...res.credits.keys(), ...res.cash.keys()])],
           expiries: res.expiries,
         },
       }

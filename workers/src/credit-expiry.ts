@@ -10,6 +10,7 @@ import {
 } from '@referral/core'
 import { type Job, type Queue, Worker } from 'bullmq'
 import type { Redis } from 'ioredis'
+import { publishStatsChanged } from './notify.ts'
 import type { CreditExpiry } from './state.ts'
 import { insertLedgerEntry } from './store.ts'
 import { expireCredit } from './wallet.ts'
@@ -65,6 +66,7 @@ export async function expireOne(
     ts: data.expiresAt,
   }
   await insertLedgerEntry(ch, entry)
+  await publishStatsChanged(redis, keys, [data.userId])
   return written
 }
 

@@ -1,6 +1,7 @@
 export * from './apply.ts'
 export * from './credit-expiry.ts'
 export * from './ingest-worker.ts'
+export * from './notify.ts'
 export * from './payout-worker.ts'
 export * from './payouts.ts'
 export * from './process.ts'

@@ -10,6 +10,7 @@ import {
 } from '@referral/core'
 import { Queue, Worker } from 'bullmq'
 import type { Redis } from 'ioredis'
+import { publishStatsChanged } from './notify.ts'
 import { type Payout, pendingPayoutIds, readPayout, requestPayout, settlePayout } from './payouts.ts'
 import { insertLedgerEntry } from './store.ts'
 
@@ -76,6 +77,7 @@ export async function sendPayout(
     await settlePayout(redis, keys, p, { status: 'failed', reason }, now())
     const settled = await readPayout(redis, keys, payoutId)
     if (settled !== null) await insertLedgerEntry(ch, ledger(settled, 'payout_failure'))
+    await publishStatsChanged(redis, keys, [p.user_id])
     return 'failed'
   }
   await settlePayout(redis, keys, p, { status: 'paid', transferId }, now())

@@ -1,8 +1,8 @@
 import { type Counters, referralLink, type Track } from '@referral/core'
 import { cashBalance, readCounters, readWallet } from '@referral/workers'
 import { Hono } from 'hono'
+import { streamSSE } from 'hono/streaming'
 import type { ApiDeps } from '../context.ts'
-import { jwtAuth } from '../middleware/auth.ts'
 import { getOrCreateCode } from '../referral-codes.ts'
 
 export interface ReferrerStats extends Counters {
@@ -42,7 +42,6 @@ export function toStats(
 export function meRoutes(deps: ApiDeps): Hono {
   const { config, redis, keys } = deps
   const app = new Hono()
-  app.use('/v1/me/*', jwtAuth(config.jwtSecret))
 
   app.get('/v1/me/referral', async (c) => {
     const { userId } = c.get('auth')
@@ -62,18 +61,61 @@ export function meRoutes(deps: ApiDeps): Hono {
     })
   })
 
-  app.get('/v1/me/stats', async (c) => {
+  app.get('/v1/me/stats', async (c) => c.json(await readStats(deps, c.get('auth').userId)))
+
+  app.get('/v1/me/stream', (c) => {
     const { userId } = c.get('auth')
-    const now = new Date()
-    const [counters, track, wallet, cash] = await Promise.all([
-      readCounters(redis, keys.stats(userId)),
-      trackOf(deps, userId),
-      readWallet(redis, keys, userId, now.getTime()),
-      cashBalance(redis, keys, userId),
-    ])
-    return c.json(toStats(counters, track, { wallet: wallet.balance_cents, cash }, now))
+    return streamSSE(c, async (stream) => {
+      let id = 0
+      let sending = false
+      let again = false
+      const send = async () => {
+        if (sending) {
+          again = true
+          return
+        }
+        sending = true
+        try {
+          do {
+            again = false
+            const stats = await readStats(deps, userId)
+            await stream.writeSSE({ event: 'stats', data: JSON.stringify(stats), id: String(++id) })
+          } while (again && !stream.aborted)
+        } catch (e) {
+          deps.log.warn({ err: (e as Error).message }, 'stats stream: could not send')
+        } finally {
+          sending = false
+        }
+      }
+      const unwatch = deps.hub.watch(userId, () => void send())
+      const heartbeat = setInterval(() => void stream.writeSSE({ event: 'ping', data: '' }), HEARTBEAT_MS)
+      try {
+        await send()
+        await new Promise<void>((resolve) => {
+          stream.onAbort(resolve)
+          deps.hub.onClose(resolve)
+        })
+      } finally {
+        clearInterval(heartbeat)
+        unwatch()
+      }
+    })
   })
   return app
+}
+
+const HEARTBEAT_MS = 15_000
+
+export async function readStats(deps: ApiDeps, userId: string): Promise<ReferrerStats> {
+  const { redis, keys } = deps
+  const now = new Date()
+  const [counters, track, wallet, cash] = await Promise.all([
+    readCounters(redis, keys.stats(userId)),
+    trackOf(deps, userId),
+    readWallet(redis, keys, userId, now.getTime()),
+    cashBalance(redis, keys, userId),
+  ])
+  return toStats(counters, track, { wallet: wallet.balance_cents, cash }, now)
 }
 
 async function trackOf(deps: ApiDeps, userId: string): Promise<Track> {

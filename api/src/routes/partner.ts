@@ -1,9 +1,14 @@
 import { createHash } from 'node:crypto'
 import { AppError, requireStripe, type Stripe } from '@referral/core'
-import { enqueuePayouts, listPayouts, type Payout, requestPayout } from '@referral/workers'
+import {
+  enqueuePayouts,
+  listPayouts,
+  type Payout,
+  publishStatsChanged,
+  requestPayout,
+} from '@referral/workers'
 import { Hono } from 'hono'
 import type { ApiDeps } from '../context.ts'
-import { jwtAuth } from '../middleware/auth.ts'
 
 // KEYS[1] user; ARGV[1] now. The upgrade time is set once: commissions on purchases before it
 // stay at the Basic rate, whatever order events arrive in.
@@ -48,8 +53,6 @@ async function viaStripe<T>(what: string, f: () => Promise<T>): Promise<T> {
 export function partnerRoutes(deps: ApiDeps): Hono {
   const { config, redis, keys, log } = deps
   const app = new Hono()
-  app.use('/v1/me/partner', jwtAuth(config.jwtSecret))
-  app.use('/v1/me/payouts', jwtAuth(config.jwtSecret))
 
   const connectedAccount = async (stripe: Stripe, userId: string): Promise<string> => {
     const existing = await redis.hget(keys.user(userId), 'stripe_account')
@@ -111,6 +114,7 @@ export function partnerRoutes(deps: ApiDeps): Hono {
         [{ path: 'cash_balance_cents', message: 'below_minimum' }],
       )
     }
+    await publishStatsChanged(redis, keys, [userId])
     try {
       await enqueuePayouts(deps.payouts, [result.payout.id])
     } catch (e) {

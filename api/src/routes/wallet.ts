@@ -1,5 +1,5 @@
 import { AppError, opaqueId, spendEventId } from '@referral/core'
-import { readWallet, spendWallet } from '@referral/workers'
+import { publishStatsChanged, readWallet, spendWallet } from '@referral/workers'
 import { Hono } from 'hono'
 import { z } from 'zod'
 import type { ApiDeps } from '../context.ts'
@@ -78,6 +78,7 @@ export function walletRoutes(deps: ApiDeps): Hono {
         received_at: now,
       },
     ])
+    await publishStatsChanged(redis, keys, [userId])
     return c.json({
       id: r.id,
       amount_cents: r.amount_cents,

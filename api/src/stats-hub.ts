@@ -1,0 +1,74 @@
+import type { Keys, Logger } from '@referral/core'
+import type { Redis } from 'ioredis'
+
+type Listener = () => void
+
+/**
+ * Fan-out of "these referrers' stats changed" to the SSE clients of this process. Workers
+ * publish on one Redis channel; each API process subscribes once and wakes the streams of
+ * the users named, so it works with any number of API processes.
+ */
+export class StatsHub {
+  private readonly listeners = new Map<string, Set<Listener>>()
+  private readonly closers = new Set<Listener>()
+  private closed = false
+
+  constructor(
+    private readonly subscriber: Redis,
+    private readonly keys: Keys,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    this.subscriber.on('message', (channel: string, message: string) => {
+      if (channel !== this.keys.statsChannel()) return
+      let users: unknown
+      try {
+        users = JSON.parse(message)
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message }, 'stats channel: not JSON')
+        return
+      }
+      if (!Array.isArray(users)) return
+      for (const u of users) {
+        if (typeof u !== 'string') continue
+        for (const l of this.listeners.get(u) ?? []) l()
+      }
+    })
+    await this.subscriber.subscribe(this.keys.statsChannel())
+  }
+
+  /** Calls `onChange` whenever the user's stats may have changed; returns the unsubscribe. */
+  watch(userId: string, onChange: Listener): () => void {
+    let set = this.listeners.get(userId)
+    if (set === undefined) {
+      set = new Set()
+      this.listeners.set(userId, set)
+    }
+    set.add(onChange)
+    return () => {
+      set.delete(onChange)
+      if (set.size === 0) this.listeners.delete(userId)
+    }
+  }
+
+  /** Runs `f` when the hub closes (shutdown), at once if it is closed already. */
+  onClose(f: Listener): () => void {
+    if (this.closed) f()
+    else this.closers.add(f)
+    return () => this.closers.delete(f)
+  }
+
+  get clients(): number {
+    let n = 0
+    for (const s of this.listeners.values()) n += s.size
+    return n
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    for (const f of this.closers) f()
+    this.closers.clear()
+    this.subscriber.disconnect()
+  }
+}
