@@ -1,3 +1,4 @@
+import { queryRows } from '@referral/clickhouse'
 import { makeKeys, makeRedis } from '@referral/core'
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -141,9 +142,15 @@ describe('wallet and balances', () => {
 
     await drained(svc.service)
     expect(await ledgerSum('w-spender', 'wallet')).toBe(450)
-    expect(
-      await count(svc.ch, "SELECT count() AS n FROM ledger WHERE kind = 'spend' AND event_id = 'order-1'"),
-    ).toBe(1)
+    // one entry per credit drawn on, once however often the spend was sent
+    const entries = await queryRows<{ credit_id: string; amount_cents: string }>(
+      svc.ch,
+      "SELECT credit_id, amount_cents FROM ledger WHERE kind = 'spend' AND event_id = 'order-1' ORDER BY amount_cents",
+    )
+    expect(entries.map((e) => [e.credit_id, Number(e.amount_cents)])).toEqual([
+      ['signup_bonus:w-s4', -250],
+      ['commission:w-p5', -50],
+    ])
   })
 
   it('takes 20 concurrent spends against a small balance without going below zero', async () => {

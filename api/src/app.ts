@@ -6,6 +6,7 @@ import { secureHeaders } from 'hono/secure-headers'
 import type { ApiDeps } from './context.ts'
 import { makeErrorHandler, notFound } from './errors.ts'
 import { jwtAuth } from './middleware/auth.ts'
+import { adminRoutes } from './routes/admin.ts'
 import { eventRoutes } from './routes/events.ts'
 import { healthRoutes } from './routes/health.ts'
 import { meRoutes } from './routes/me.ts'
@@ -39,6 +40,7 @@ export function createApp(deps: ApiDeps): Hono {
   app.route('/', walletRoutes(deps))
   app.route('/', partnerRoutes(deps))
   app.route('/', stripeWebhookRoutes(deps))
+  app.route('/', adminRoutes(deps))
 
   if (existsSync(deps.webRoot)) {
     app.get('/landing', serveStatic({ root: deps.webRoot, path: 'landing.html' }))

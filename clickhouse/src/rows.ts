@@ -25,6 +25,7 @@ export interface EventRow {
   utm_campaign: string
   ip: string
   user_agent: string
+  country: string
   is_bot: 0 | 1
 }
 
@@ -45,6 +46,8 @@ export interface LedgerRow {
   amount_cents: number
   event_id: string
   source_user_id: string
+  /** the wallet credit a spend drew on (one entry per credit) */
+  credit_id?: string
   ts: number
 }
 

@@ -59,6 +59,12 @@ export const clickInput = z.object({
   utm_campaign: shortText(256).optional(),
   ip: z.union([z.ipv4(), z.ipv6()]).optional(),
   user_agent: shortText(1024).optional(),
+  /** ISO 3166-1 alpha-2, e.g. from the CDN's country header */
+  country: z
+    .string()
+    .regex(/^[A-Za-z]{2}$/, 'a 2-letter country code')
+    .transform((s) => s.toUpperCase())
+    .optional(),
   ts: timestamp.optional(),
 })
 
@@ -136,6 +142,8 @@ export interface SpendEvent extends Settled {
   user_id: string
   spend_id: string
   amount_cents: number
+  /** the credits it drew on, soonest-expiring first */
+  allocations: Array<{ credit_id: string; amount_cents: number }>
 }
 export type QueuedEvent = ClickEvent | SignupEvent | PurchaseEvent | RefundEvent | SpendEvent
 

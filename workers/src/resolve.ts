@@ -155,6 +155,7 @@ function baseRow(e: QueuedEvent): EventRow {
     utm_campaign: '',
     ip: '',
     user_agent: '',
+    country: '',
     is_bot: 0,
   }
 }
@@ -214,6 +215,7 @@ export function resolveBatch(
       utm_campaign: e.utm_campaign ?? '',
       ip: e.ip ?? '',
       user_agent: e.user_agent ?? '',
+      country: e.country ?? '',
       is_bot: bot ? 1 : 0,
       referrer_id: owner ?? '',
     })
@@ -415,16 +417,19 @@ export function resolveBatch(
       case 'spend':
         // the spend script already moved the wallet; this records the entry
         Object.assign(row, { user_id: e.user_id, amount_cents: e.amount_cents, counted: 1 })
-        out.ledger.push({
-          entry_id: `spend:${e.id}`,
-          kind: 'spend',
-          user_id: e.user_id,
-          account: 'wallet',
-          amount_cents: -e.amount_cents,
-          event_id: e.spend_id,
-          source_user_id: '',
-          ts: e.ts,
-        })
+        for (const a of e.allocations) {
+          out.ledger.push({
+            entry_id: `spend:${e.id}:${a.credit_id}`,
+            kind: 'spend',
+            user_id: e.user_id,
+            account: 'wallet',
+            amount_cents: -a.amount_cents,
+            event_id: e.spend_id,
+            source_user_id: '',
+            credit_id: a.credit_id,
+            ts: e.ts,
+          })
+        }
         break
     }
     out.rows.push(row)

@@ -13,7 +13,10 @@ export async function storeGroup(ch: ClickHouse, group: AppliedGroup): Promise<v
       table: 'events',
       values: rows,
       format: 'JSONEachRow',
-      clickhouse_settings: { insert_deduplication_token: `events:${group.groupId}` },
+      clickhouse_settings: {
+        insert_deduplication_token: `events:${group.groupId}`,
+        deduplicate_blocks_in_dependent_materialized_views: 1,
+      },
     })
   }
   if (ledger.length > 0) {

@@ -155,4 +155,17 @@ describe('a job retried after the worker died', () => {
     const after = await readCounters(redis, keys.stats('ref'))
     expect(after.clicks - before.clicks).toBe(20)
   })
+
+  it('keeps the rollups equal to the events after every retry above', async () => {
+    const [r] = await queryRows<{ rolled: string; raw: string; commission: string; raw_commission: string }>(
+      ch,
+      `SELECT (SELECT sum(clicks) FROM rollup_hourly) AS rolled,
+              (SELECT countIf(type = 'click' AND counted = 1) FROM events) AS raw,
+              (SELECT sum(commission_cents) FROM rollup_referrer_daily) AS commission,
+              (SELECT sumIf(commission_cents, type IN ('purchase', 'refund')) FROM events) AS raw_commission`,
+    )
+    expect(Number(r?.raw)).toBeGreaterThan(0)
+    expect(Number(r?.rolled)).toBe(Number(r?.raw))
+    expect(Number(r?.commission)).toBe(Number(r?.raw_commission))
+  })
 })

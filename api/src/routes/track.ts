@@ -1,5 +1,5 @@
 import { newId, normalizeCode, type QueuedEvent, referralLink } from '@referral/core'
-import { Hono } from 'hono'
+import { type Context, Hono } from 'hono'
 import { getCookie, setCookie } from 'hono/cookie'
 import { cors } from 'hono/cors'
 import { clientIp } from '../client-ip.ts'
@@ -38,6 +38,7 @@ export function trackRoutes(deps: ApiDeps): Hono {
       ...optional('referrer', c.req.header('referer')?.slice(0, 2048)),
       ...optional('user_agent', c.req.header('user-agent')?.slice(0, 1024)),
       ...optional('ip', clientIp(c) || undefined),
+      ...optional('country', countryOf(c)),
     }
     try {
       await events.submit([click])
@@ -68,12 +69,22 @@ export function trackRoutes(deps: ApiDeps): Hono {
         ...click,
         ...optional('user_agent', c.req.header('user-agent')?.slice(0, 1024)),
         ...optional('ip', clientIp(c) || undefined),
+        ...optional('country', countryOf(c)),
       }
       await events.submit([event])
       return c.json({ accepted: 1, ids: [event.id] }, 202)
     },
   )
   return app
+}
+
+/** The visitor's country as a CDN in front of the service states it, when one does. */
+function countryOf(c: Context): string | undefined {
+  const v =
+    c.req.header('cf-ipcountry') ??
+    c.req.header('x-vercel-ip-country') ??
+    c.req.header('cloudfront-viewer-country')
+  return v !== undefined && /^[A-Za-z]{2}$/.test(v) ? v.toUpperCase() : undefined
 }
 
 function optional<K extends string>(key: K, value: string | undefined): { [P in K]?: string } {

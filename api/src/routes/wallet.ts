@@ -74,6 +74,7 @@ export function walletRoutes(deps: ApiDeps): Hono {
         user_id: userId,
         spend_id: r.id,
         amount_cents: r.amount_cents,
+        allocations: r.allocations,
         ts: r.at,
         received_at: now,
       },

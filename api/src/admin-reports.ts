@@ -1,0 +1,257 @@
+import { type ClickHouse, queryRows } from '@referral/clickhouse'
+import { AppError, bucketStart, buckets, type Interval, isoInZone } from '@referral/core'
+
+/**
+ * The growth team's reports. Time series and referrer rankings read the rollups
+ * (SummingMergeTree fed by materialized views); funnels and breakdowns read the events
+ * table, whose sorting key starts with the referrer and the type. Every report is a list of
+ * flat rows, so the JSON endpoints and the CSV export share them.
+ */
+
+export type Row = Record<string, string | number | null>
+
+export type Range = {
+  from: number
+  to: number
+}
+
+const RANGE = 'ts >= fromUnixTimestamp64Milli({from:Int64}) AND ts <= fromUnixTimestamp64Milli({to:Int64})'
+const HOUR_RANGE =
+  'hour >= toStartOfHour(fromUnixTimestamp64Milli({from:Int64})) AND hour <= fromUnixTimestamp64Milli({to:Int64})'
+
+const HOUR_BUCKET: Record<Interval, string> = {
+  hour: 'toUnixTimestamp(toStartOfHour(hour, {tz:String})) * 1000',
+  day: 'toUnixTimestamp(toStartOfDay(hour, {tz:String})) * 1000',
+  week: 'toUnixTimestamp(toDateTime(toMonday(hour, {tz:String}), {tz:String})) * 1000',
+  month: 'toUnixTimestamp(toDateTime(toStartOfMonth(hour, {tz:String}), {tz:String})) * 1000',
+}
+
+const METRICS = ['clicks', 'signups', 'conversions', 'revenue_cents', 'commission_cents'] as const
+const METRICS_SQL = `sum(clicks) AS clicks, sum(referred_signups) AS signups, sum(conversions) AS conversions,
+  sum(revenue_cents) AS revenue_cents, sum(commission_cents) AS commission_cents`
+
+const numbers = (r: Record<string, string>, keys: readonly string[]) =>
+  Object.fromEntries(keys.map((k) => [k, Number(r[k] ?? 0)])) as Record<string, number>
+
+export async function timeseries(
+  ch: ClickHouse,
+  range: Range,
+  interval: Interval,
+  tz: string,
+  maxPoints: number,
+): Promise<Row[]> {
+  const starts = buckets(range.from, range.to, tz, interval, maxPoints)
+  if (starts === null) {
+    throw new AppError('validation_failed', `more than ${maxPoints} ${interval}s in the range`, [
+      { path: 'from', message: 'range too large' },
+    ])
+  }
+  const rows = await queryRows<Record<string, string>>(
+    ch,
+    `SELECT ${HOUR_BUCKET[interval]} AS t, ${METRICS_SQL} FROM rollup_hourly WHERE ${HOUR_RANGE} GROUP BY t`,
+    { ...range, from: starts[0] ?? range.from, tz },
+  )
+  const byT = new Map(rows.map((r) => [Number(r.t), numbers(r, METRICS)]))
+  return starts.map((t) => ({ t: isoInZone(t, tz), ...(byT.get(t) ?? numbers({}, METRICS)) }))
+}
+
+export async function overview(ch: ClickHouse, now: number, tz: string): Promise<Row[]> {
+  const today = bucketStart(now, tz, 'day')
+  const yesterday = bucketStart(today - 1, tz, 'day')
+  const rows = await queryRows<Record<string, string>>(
+    ch,
+    `SELECT 'all' AS period, ${METRICS_SQL} FROM rollup_hourly
+     UNION ALL SELECT 'today', ${METRICS_SQL} FROM rollup_hourly WHERE hour >= fromUnixTimestamp64Milli({today:Int64})
+     UNION ALL SELECT 'yesterday', ${METRICS_SQL} FROM rollup_hourly
+       WHERE hour >= fromUnixTimestamp64Milli({yesterday:Int64}) AND hour < fromUnixTimestamp64Milli({today:Int64})`,
+    { today, yesterday },
+  )
+  const order = ['all', 'today', 'yesterday']
+  return order.map((period) => {
+    const r = rows.find((x) => x.period === period) ?? {}
+    const m = numbers(r, METRICS)
+    return {
+      period,
+      ...m,
+      conversion_rate: (m.signups ?? 0) === 0 ? 0 : (m.conversions ?? 0) / (m.signups ?? 1),
+    }
+  })
+}
+
+const RANK = {
+  earnings: 'commission_cents',
+  conversions: 'conversions',
+  conversion_rate: 'conversion_rate',
+} as const
+export type RankBy = keyof typeof RANK
+
+export async function topReferrers(ch: ClickHouse, range: Range, by: RankBy, limit: number): Promise<Row[]> {
+  const rows = await queryRows<Record<string, string>>(
+    ch,
+    `SELECT referrer_id, sum(clicks) AS clicks, sum(signups) AS signups, sum(conversions) AS conversions,
+            sum(revenue_cents) AS revenue_cents, sum(commission_cents) AS commission_cents,
+            if(signups = 0, 0, conversions / signups) AS conversion_rate
+     FROM rollup_referrer_daily
+     WHERE day >= toDate(fromUnixTimestamp64Milli({from:Int64})) AND day <= toDate(fromUnixTimestamp64Milli({to:Int64}))
+     GROUP BY referrer_id
+     ORDER BY ${RANK[by]} DESC, conversions DESC, referrer_id
+     LIMIT {limit:UInt32}`,
+    { ...range, limit },
+  )
+  return rows.map((r) => ({
+    referrer_id: r.referrer_id ?? '',
+    ...numbers(r, [
+      'clicks',
+      'signups',
+      'conversions',
+      'revenue_cents',
+      'commission_cents',
+      'conversion_rate',
+    ]),
+  }))
+}
+
+export const BREAKDOWNS = {
+  utm_source: 'utm_source',
+  utm_medium: 'utm_medium',
+  utm_campaign: 'utm_campaign',
+  referrer_domain: 'domainWithoutWWW(referrer_url)',
+  country: 'country',
+  device:
+    "multiIf(match(user_agent, '(?i)ipad|tablet'), 'tablet', match(user_agent, '(?i)mobile|iphone|android'), 'mobile', user_agent = '', 'unknown', 'desktop')",
+  browser:
+    "multiIf(match(user_agent, 'Edg/'), 'Edge', match(user_agent, 'OPR/'), 'Opera', match(user_agent, 'Firefox/'), 'Firefox', match(user_agent, 'Chrome/'), 'Chrome', match(user_agent, 'Safari/'), 'Safari', user_agent = '', 'unknown', 'other')",
+} as const
+export type BreakdownBy = keyof typeof BREAKDOWNS
+
+/** Counted clicks by a dimension, with the signups and conversions of the visitors who clicked. */
+export async function breakdown(ch: ClickHouse, range: Range, by: BreakdownBy): Promise<Row[]> {
+  const rows = await queryRows<Record<string, string>>(
+    ch,
+    `SELECT c.value AS value, count() AS clicks,
+            uniqExactIf(s.user_id, s.user_id != '') AS signups,
+            uniqExactIf(s.user_id, p.user_id != '') AS conversions
+     FROM (SELECT visitor_id, ${BREAKDOWNS[by]} AS value FROM events
+           WHERE type = 'click' AND counted = 1 AND ${RANGE}) AS c
+     LEFT JOIN (SELECT visitor_id, any(user_id) AS user_id FROM events
+                WHERE type = 'signup' AND counted = 1 AND visitor_id != '' GROUP BY visitor_id) AS s
+       ON s.visitor_id = c.visitor_id
+     LEFT JOIN (SELECT DISTINCT user_id FROM events WHERE type = 'purchase' AND first_purchase = 1) AS p
+       ON p.user_id = s.user_id
+     GROUP BY value ORDER BY clicks DESC, value LIMIT 200`,
+    range,
+  )
+  return rows.map((r) => ({ value: r.value ?? '', ...numbers(r, ['clicks', 'signups', 'conversions']) }))
+}
+
+/**
+ * clicks -> signups -> first purchase per visitor, with windowFunnel over `windowSeconds`;
+ * a purchase belongs to the visitor whose signup made the buyer. Also how long buyers took
+ * from signup to first purchase.
+ */
+export async function funnel(
+  ch: ClickHouse,
+  range: Range,
+  windowSeconds: number,
+): Promise<{ steps: Row[]; time_to_convert: Row[] }> {
+  const [levels, ttc] = await Promise.all([
+    queryRows<{ level: string; visitors: string }>(
+      ch,
+      `SELECT level, count() AS visitors FROM (
+         SELECT key, windowFunnel({window:UInt64})(t, type = 'click', type = 'signup', type = 'purchase') AS level
+         FROM (
+           SELECT visitor_id AS key, toDateTime(ts) AS t, type FROM events
+           WHERE type IN ('click', 'signup') AND counted = 1 AND visitor_id != '' AND ${RANGE}
+           UNION ALL
+           SELECT s.signup_visitor AS key, toDateTime(p.ts) AS t, 'purchase' AS type
+           FROM (SELECT user_id, ts FROM events WHERE type = 'purchase' AND first_purchase = 1 AND ${RANGE}) AS p
+           INNER JOIN (SELECT user_id, any(visitor_id) AS signup_visitor FROM events
+                       WHERE type = 'signup' AND counted = 1 AND visitor_id != '' GROUP BY user_id) AS s
+             ON s.user_id = p.user_id
+         )
+         GROUP BY key
+       ) GROUP BY level`,
+      { ...range, window: windowSeconds },
+    ),
+    queryRows<{ bucket: string; buyers: string }>(
+      ch,
+      `SELECT multiIf(d < 3600, '< 1 hour', d < 86400, '1-24 hours', d < 604800, '1-7 days', d < 2592000, '7-30 days', '30+ days') AS bucket,
+              count() AS buyers
+       FROM (
+         SELECT dateDiff('second', s.ts, p.ts) AS d
+         FROM (SELECT user_id, ts FROM events WHERE type = 'purchase' AND first_purchase = 1 AND ${RANGE}) AS p
+         INNER JOIN (SELECT user_id, min(ts) AS ts FROM events WHERE type = 'signup' AND counted = 1 GROUP BY user_id) AS s
+           ON s.user_id = p.user_id
+       ) GROUP BY bucket`,
+      range,
+    ),
+  ])
+  const atLeast = (n: number) =>
+    levels.filter((l) => Number(l.level) >= n).reduce((a, l) => a + Number(l.visitors), 0)
+  const clicked = atLeast(1)
+  const steps = [
+    { step: 'click', visitors: clicked },
+    { step: 'signup', visitors: atLeast(2) },
+    { step: 'first_purchase', visitors: atLeast(3) },
+  ].map((s) => ({ ...s, of_clicks: clicked === 0 ? 0 : s.visitors / clicked }))
+  const order = ['< 1 hour', '1-24 hours', '1-7 days', '7-30 days', '30+ days']
+  const time_to_convert = order.map((bucket) => ({
+    bucket,
+    buyers: Number(ttc.find((r) => r.bucket === bucket)?.buyers ?? 0),
+  }))
+  return { steps, time_to_convert }
+}
+
+/** The signup credit's life: granted, spent, expired, still open; and conversion with and without spending it. */
+export async function credits(ch: ClickHouse): Promise<{ lifecycle: Row[]; effect: Row[] }> {
+  const [[life], effect] = await Promise.all([
+    queryRows<Record<string, string>>(
+      ch,
+      `SELECT sumIf(amount_cents, kind = 'signup_bonus') AS granted_cents,
+              countIf(kind = 'signup_bonus') AS granted_credits,
+              -sumIf(amount_cents, kind = 'spend' AND startsWith(credit_id, 'signup_bonus:')) AS used_cents,
+              -sumIf(amount_cents, kind = 'bonus_expiry') AS expired_cents
+       FROM ledger`,
+    ),
+    queryRows<{ used: string; users: string; converted: string }>(
+      ch,
+      `SELECT u.user_id != '' AS used, count() AS users, countIf(p.user_id != '') AS converted
+       FROM (SELECT user_id FROM events WHERE type = 'signup' AND counted = 1) AS s
+       LEFT JOIN (SELECT DISTINCT user_id FROM ledger WHERE kind = 'spend' AND startsWith(credit_id, 'signup_bonus:')) AS u
+         ON u.user_id = s.user_id
+       LEFT JOIN (SELECT DISTINCT user_id FROM events WHERE type = 'purchase' AND first_purchase = 1) AS p
+         ON p.user_id = s.user_id
+       GROUP BY used`,
+    ),
+  ])
+  const l = numbers(life ?? {}, ['granted_cents', 'granted_credits', 'used_cents', 'expired_cents'])
+  const lifecycle = [
+    { ...l, open_cents: (l.granted_cents ?? 0) - (l.used_cents ?? 0) - (l.expired_cents ?? 0) },
+  ]
+  const group = (used: boolean) => {
+    // ClickHouse answers the boolean as 1/0 (or true/false, by version)
+    const r = effect.find((e) => ['1', 'true'].includes(String(e.used)) === used)
+    const users = Number(r?.users ?? 0)
+    const converted = Number(r?.converted ?? 0)
+    return {
+      used_credit: used ? 'yes' : 'no',
+      users,
+      converted,
+      conversion_rate: users === 0 ? 0 : converted / users,
+    }
+  }
+  return { lifecycle, effect: [group(true), group(false)] }
+}
+
+/** RFC 4180 CSV of flat rows; a cell that starts like a formula is quoted with a leading apostrophe. */
+export function toCsv(rows: readonly Row[]): string {
+  const first = rows[0]
+  if (first === undefined) return ''
+  const cols = Object.keys(first)
+  const cell = (v: string | number | null) => {
+    let s = v === null ? '' : String(v)
+    if (/^[=+\-@\t\r]/.test(s) && typeof v === 'string') s = `'${s}`
+    return /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s
+  }
+  return `${[cols.join(','), ...rows.map((r) => cols.map((c) => cell(r[c] ?? null)).join(','))].join('\r\n')}\r\n`
+}

@@ -1,0 +1,154 @@
+import type { ClickHouse } from '@referral/clickhouse'
+import { AppError, isTimeZone } from '@referral/core'
+import { readCounters } from '@referral/workers'
+import { Hono } from 'hono'
+import { z } from 'zod'
+import {
+  BREAKDOWNS,
+  breakdown,
+  credits,
+  funnel,
+  overview,
+  type Range,
+  type Row,
+  timeseries,
+  toCsv,
+  topReferrers,
+} from '../admin-reports.ts'
+import type { ApiDeps } from '../context.ts'
+import { jwtAuth } from '../middleware/auth.ts'
+import { MAX_POINTS } from './me-analytics.ts'
+
+const DAY = 86_400_000
+const instant = z.union([
+  z.coerce.number().int(),
+  z.iso.datetime({ offset: true }).transform((s) => Date.parse(s)),
+])
+
+export const adminQuery = z.object({
+  from: instant.optional(),
+  to: instant.optional(),
+  tz: z.string().refine(isTimeZone, 'an IANA time zone').default('UTC'),
+  interval: z.enum(['hour', 'day', 'week', 'month']).default('day'),
+  by: z.string().optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(20),
+  /** funnel window, in seconds (default 7 days) */
+  window: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .max(365 * 86_400)
+    .default(7 * 86_400),
+  report: z.enum(['overview', 'timeseries', 'funnel', 'referrers', 'breakdown', 'credits']).optional(),
+})
+type AdminQuery = z.output<typeof adminQuery>
+
+function parse(query: Record<string, string>): AdminQuery {
+  const r = adminQuery.safeParse(query)
+  if (!r.success) {
+    throw new AppError(
+      'validation_failed',
+      'invalid query parameters',
+      r.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+    )
+  }
+  return r.data
+}
+
+function rangeOf(q: AdminQuery): Range {
+  const to = q.to ?? Date.now()
+  const from = q.from ?? to - 30 * DAY
+  if (from > to)
+    throw new AppError('validation_failed', '"from" is after "to"', [{ path: 'from', message: 'before to' }])
+  return { from, to }
+}
+
+const RANKS = ['earnings', 'conversions', 'conversion_rate'] as const
+function rankBy(by: string | undefined) {
+  const b = by ?? 'earnings'
+  if (!(RANKS as readonly string[]).includes(b)) {
+    throw new AppError('validation_failed', `by must be one of ${RANKS.join(', ')}`, [
+      { path: 'by', message: 'unknown' },
+    ])
+  }
+  return b as (typeof RANKS)[number]
+}
+function breakdownBy(by: string | undefined) {
+  if (by === undefined || !(by in BREAKDOWNS)) {
+    throw new AppError('validation_failed', `by must be one of ${Object.keys(BREAKDOWNS).join(', ')}`, [
+      { path: 'by', message: 'unknown' },
+    ])
+  }
+  return by as keyof typeof BREAKDOWNS
+}
+
+/** Each report as flat rows, for the CSV export. */
+async function reportRows(ch: ClickHouse, q: AdminQuery): Promise<Row[]> {
+  const range = rangeOf(q)
+  switch (q.report) {
+    case 'overview':
+      return overview(ch, Date.now(), q.tz)
+    case 'timeseries':
+      return timeseries(ch, range, q.interval, q.tz, MAX_POINTS)
+    case 'funnel': {
+      const f = await funnel(ch, range, q.window)
+      return f.steps
+    }
+    case 'referrers':
+      return topReferrers(ch, range, rankBy(q.by), q.limit)
+    case 'breakdown':
+      return breakdown(ch, range, breakdownBy(q.by))
+    case 'credits': {
+      const c = await credits(ch)
+      return c.effect
+    }
+    case undefined:
+      throw new AppError('validation_failed', 'report is required', [{ path: 'report', message: 'required' }])
+  }
+}
+
+/** The growth team's endpoints: an admin JWT only. */
+export function adminRoutes(deps: ApiDeps): Hono {
+  const app = new Hono()
+  app.use('/v1/admin/*', jwtAuth(deps.config.jwtSecret, { role: 'admin' }))
+  const ch = () => {
+    if (deps.ch === null) throw new AppError('unavailable', 'this API process has no ClickHouse connection')
+    return deps.ch
+  }
+
+  app.get('/v1/admin/overview', async (c) => {
+    const q = parse(c.req.query())
+    const live = await readCounters(deps.redis, deps.keys.globalStats())
+    return c.json({ tz: q.tz, live, periods: await overview(ch(), Date.now(), q.tz) })
+  })
+  app.get('/v1/admin/timeseries', async (c) => {
+    const q = parse(c.req.query())
+    return c.json({
+      interval: q.interval,
+      tz: q.tz,
+      points: await timeseries(ch(), rangeOf(q), q.interval, q.tz, MAX_POINTS),
+    })
+  })
+  app.get('/v1/admin/funnel', async (c) => {
+    const q = parse(c.req.query())
+    return c.json({ window_seconds: q.window, ...(await funnel(ch(), rangeOf(q), q.window)) })
+  })
+  app.get('/v1/admin/referrers', async (c) => {
+    const q = parse(c.req.query())
+    const by = rankBy(q.by)
+    return c.json({ by, referrers: await topReferrers(ch(), rangeOf(q), by, q.limit) })
+  })
+  app.get('/v1/admin/breakdown', async (c) => {
+    const q = parse(c.req.query())
+    const by = breakdownBy(q.by)
+    return c.json({ by, rows: await breakdown(ch(), rangeOf(q), by) })
+  })
+  app.get('/v1/admin/credits', async (c) => c.json(await credits(ch())))
+  app.get('/v1/admin/export.csv', async (c) => {
+    const q = parse(c.req.query())
+    const csv = toCsv(await reportRows(ch(), q))
+    c.header('Content-Disposition', `attachment; filename="${q.report ?? 'report'}.csv"`)
+    return c.body(csv, 200, { 'Content-Type': 'text/csv; charset=utf-8' })
+  })
+  return app
+}
