@@ -146,4 +146,10 @@ describe('bad input', () => {
       expect(body.error.message).toMatch(/STRIPE_SECRET_KEY/)
     }
   })
+
+  it('has no demo login when the JWT secret is configured', async () => {
+    const res = await api.get('/demo-login?user=owner', { authorization: '' })
+    expect(res.status).toBe(404)
+    expect(res.headers.getSetCookie()).toEqual([])
+  })
 })

@@ -12,6 +12,7 @@ import { healthRoutes } from './routes/health.ts'
 import { meRoutes } from './routes/me.ts'
 import { meAnalyticsRoutes } from './routes/me-analytics.ts'
 import { partnerRoutes } from './routes/partner.ts'
+import { sessionRoutes } from './routes/session.ts'
 import { stripeWebhookRoutes } from './routes/stripe-webhooks.ts'
 import { trackRoutes } from './routes/track.ts'
 import { walletRoutes } from './routes/wallet.ts'
@@ -41,6 +42,7 @@ export function createApp(deps: ApiDeps): Hono {
   app.route('/', partnerRoutes(deps))
   app.route('/', stripeWebhookRoutes(deps))
   app.route('/', adminRoutes(deps))
+  app.route('/', sessionRoutes(deps))
 
   if (existsSync(deps.webRoot)) {
     app.get('/landing', serveStatic({ root: deps.webRoot, path: 'landing.html' }))

@@ -37,6 +37,7 @@ const envSchema = z.object({
   STRIPE_WEBHOOK_SECRET: optionalString,
   STRIPE_API_URL: optionalString.pipe(z.url().optional()),
   AUTO_PAYOUT_CRON: optionalString,
+  DEMO_LOGIN: z.enum(['true', 'false']).optional(),
   QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_-]+$/)
@@ -75,6 +76,11 @@ export interface Config {
   attributionWindowDays: number
   dedupWindowDays: number
   stripe: { secretKey: string | undefined; webhookSecret: string | undefined; apiUrl: string | undefined }
+  /**
+   * GET /demo-login signs anyone in as any user: only for local use. DEMO_LOGIN=true|false;
+   * unset: on exactly when AUTH_JWT_SECRET is not set and the service generates one.
+   */
+  demoLogin: boolean | undefined
   /** cron pattern of the automatic payout run (e.g. "0 9 1 * *"); unset: payouts only on request */
   autoPayoutCron: string | undefined
   queuePrefix: string
@@ -122,6 +128,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       apiUrl: e.STRIPE_API_URL,
     },
     autoPayoutCron: e.AUTO_PAYOUT_CRON,
+    demoLogin: e.DEMO_LOGIN === undefined ? undefined : e.DEMO_LOGIN === 'true',
     queuePrefix: e.QUEUE_PREFIX,
     clickRateLimitPerMinute: e.CLICK_RATE_LIMIT_PER_MINUTE,
     maxQueuedJobs: e.MAX_QUEUED_JOBS,
@@ -134,4 +141,5 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
 export interface ResolvedConfig extends Config {
   ingestApiKey: string
   jwtSecret: string
+  demoLogin: boolean
 }

@@ -59,6 +59,12 @@ async function main(): Promise<void> {
         `  A referrer token for user "demo-user": ${demoToken}`,
       )
     }
+    if (config.demoLogin) {
+      lines.push(
+        '',
+        `  Demo login:  ${config.publicUrl}/demo-login?user=demo-user   (growth team: ${config.publicUrl}/demo-login?user=growth&role=admin)`,
+      )
+    }
     process.stdout.write(`${lines.join('\n')}\n\n`)
   }
 }

@@ -36,5 +36,7 @@ export function resolveSecrets(config: Config): SecretsResult {
     mkdirSync(config.dataDir, { recursive: true })
     writeFileSync(file, JSON.stringify(toStore, null, 2), { mode: 0o600 })
   }
-  return { config: { ...config, ingestApiKey, jwtSecret }, generated }
+  // a generated secret means a local setup: the demo login is on unless switched off
+  const demoLogin = config.demoLogin ?? config.jwtSecret === undefined
+  return { config: { ...config, ingestApiKey, jwtSecret, demoLogin }, generated }
 }

@@ -28,7 +28,7 @@ export function testConfig(dataDir: string, env: Record<string, string> = {}): R
     ...(process.env.CLICKHOUSE_URL ? { CLICKHOUSE_URL: process.env.CLICKHOUSE_URL } : {}),
     ...env,
   })
-  return { ...c, ingestApiKey: INGEST_KEY, jwtSecret: JWT_SECRET }
+  return { ...c, ingestApiKey: INGEST_KEY, jwtSecret: JWT_SECRET, demoLogin: c.demoLogin ?? false }
 }
 
 export const silentLog = makeLogger({ logLevel: 'silent' })

@@ -1,7 +1,9 @@
 import { timingSafeEqual } from 'node:crypto'
 import { AppError, opaqueId } from '@referral/core'
 import type { MiddlewareHandler } from 'hono'
+import { getCookie } from 'hono/cookie'
 import { errors as joseErrors, jwtVerify } from 'jose'
+import type { AuthInfo } from '../context.ts'
 
 function bearer(header: string | undefined): string | undefined {
   const m = header?.match(/^Bearer\s+(\S+)\s*$/i)
@@ -25,30 +27,41 @@ export function ingestKeyAuth(apiKey: string): MiddlewareHandler {
   }
 }
 
+export const SESSION_COOKIE = 'ra_session'
+
 /**
- * Referrers and the growth team: an HS256 JWT signed with AUTH_JWT_SECRET. The algorithm is
- * pinned (no `none`, no RS/HS confusion) and `exp` and `sub` are required.
+ * Checks a referrer or admin token: HS256 only (no `none`, no RS/HS confusion), `exp` and
+ * `sub` required, `role` referrer (default) or admin.
+ */
+export async function verifyToken(token: string, key: Uint8Array): Promise<AuthInfo & { exp: number }> {
+  let payload: Awaited<ReturnType<typeof jwtVerify>>['payload']
+  try {
+    ;({ payload } = await jwtVerify(token, key, { algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] }))
+  } catch (e) {
+    const why = e instanceof joseErrors.JWTExpired ? 'the token has expired' : 'the token is not valid'
+    throw new AppError('unauthorized', why)
+  }
+  const sub = opaqueId.safeParse(payload.sub)
+  const role = payload.role ?? 'referrer'
+  if (!sub.success || (role !== 'referrer' && role !== 'admin')) {
+    throw new AppError('unauthorized', 'the token has an invalid sub or role claim')
+  }
+  return { userId: sub.data, role, exp: payload.exp ?? 0 }
+}
+
+/**
+ * Referrers and the growth team: the token from `Authorization: Bearer`, or, for the
+ * dashboard in a browser, from the HttpOnly session cookie it was exchanged for.
  */
 export function jwtAuth(secret: string, opts: { role?: 'admin' } = {}): MiddlewareHandler {
   const key = new TextEncoder().encode(secret)
   return async function jwt(c, next) {
-    const token = bearer(c.req.header('authorization'))
-    if (token === undefined) throw new AppError('unauthorized', 'a bearer token is required')
-    let payload: Awaited<ReturnType<typeof jwtVerify>>['payload']
-    try {
-      ;({ payload } = await jwtVerify(token, key, { algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] }))
-    } catch (e) {
-      const why = e instanceof joseErrors.JWTExpired ? 'the token has expired' : 'the token is not valid'
-      throw new AppError('unauthorized', why)
-    }
-    const sub = opaqueId.safeParse(payload.sub)
-    const role = payload.role ?? 'referrer'
-    if (!sub.success || (role !== 'referrer' && role !== 'admin')) {
-      throw new AppError('unauthorized', 'the token has an invalid sub or role claim')
-    }
+    const token = bearer(c.req.header('authorization')) ?? getCookie(c, SESSION_COOKIE)
+    if (token === undefined) throw new AppError('unauthorized', 'a bearer token or a session is required')
+    const { userId, role } = await verifyToken(token, key)
     if (opts.role === 'admin' && role !== 'admin')
       throw new AppError('forbidden', 'this needs the admin role')
-    c.set('auth', { userId: sub.data, role })
+    c.set('auth', { userId, role })
     await next()
   }
 }
