@@ -60,4 +60,16 @@ describe('dashboard session', () => {
     expect(out.status).toBe(204)
     expect(out.headers.getSetCookie().join(';')).toMatch(/ra_session=;/)
   })
+
+  it('serves the API reference page and its OpenAPI document', async () => {
+    const docs = await api.get('/docs', { authorization: '' })
+    expect(docs.status).toBe(200)
+    expect(await docs.text()).toContain('/openapi.json')
+    const spec = (await (await api.get('/openapi.json', { authorization: '' })).json()) as {
+      openapi: string
+      paths: object
+    }
+    expect(spec.openapi).toBe('3.1.0')
+    expect(Object.keys(spec.paths)).toContain('/v1/events')
+  })
 })

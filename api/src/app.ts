@@ -6,6 +6,7 @@ import { secureHeaders } from 'hono/secure-headers'
 import type { ApiDeps } from './context.ts'
 import { makeErrorHandler, notFound } from './errors.ts'
 import { jwtAuth } from './middleware/auth.ts'
+import { DOCS_HTML, openApiDocument } from './openapi.ts'
 import { adminRoutes } from './routes/admin.ts'
 import { eventRoutes } from './routes/events.ts'
 import { healthRoutes } from './routes/health.ts'
@@ -32,6 +33,9 @@ export function createApp(deps: ApiDeps): Hono {
 
   // every /v1/me route is the referrer's own data: the JWT's sub is the only user it reads
   app.use('/v1/me/*', jwtAuth(deps.config.jwtSecret))
+
+  app.get('/openapi.json', (c) => c.json(openApiDocument(deps.config.publicUrl)))
+  app.get('/docs', (c) => c.html(DOCS_HTML))
 
   app.route('/', healthRoutes(deps))
   app.route('/', eventRoutes(deps))

@@ -29,14 +29,14 @@ const instant = z.union([
   z.iso.datetime({ offset: true }).transform((s) => Date.parse(s)),
 ])
 
-const earningsQuery = z.object({
+export const earningsQuery = z.object({
   interval: z.enum(['hour', 'day', 'week', 'month']).default('day'),
   tz: z.string().refine(isTimeZone, 'an IANA time zone, e.g. Europe/Paris').default('UTC'),
   from: instant.optional(),
   to: instant.optional(),
 })
 
-const referralsQuery = z.object({
+export const referralsQuery = z.object({
   status: z.enum(['pending', 'converted']).optional(),
   cursor: z.string().max(512).optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),

@@ -6,7 +6,7 @@ import type { ApiDeps } from '../context.ts'
 import { ingestKeyAuth } from '../middleware/auth.ts'
 import { readJson } from '../middleware/json-body.ts'
 
-const spendInput = z.object({
+export const spendInput = z.object({
   id: opaqueId,
   amount_cents: z.number().int('whole cents').positive('greater than zero').max(100_000_000_00, 'too large'),
 })
