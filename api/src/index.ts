@@ -1,3 +1,4 @@
+export * from './admin-reports.ts'
 export * from './app.ts'
 export * from './backlog.ts'
 export * from './context.ts'

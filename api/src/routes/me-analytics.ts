@@ -82,6 +82,58 @@ function decodeCursor(s: string): Cursor {
   ])
 }
 
+const EMPTY_POINT = { earnings_cents: 0, conversions: 0, signups: 0, clicks: 0 }
+type PointValues = typeof EMPTY_POINT
+
+/** A referrer's earnings, conversions, signups and clicks per bucket start (epoch ms) that has any. */
+export async function earningsSeries(
+  ch: ClickHouse,
+  userId: string,
+  from: number,
+  to: number,
+  interval: Interval,
+  tz: string,
+): Promise<Map<number, PointValues>> {
+  const params = { u: userId, tz, from, to }
+  const range = 'ts >= fromUnixTimestamp64Milli({from:Int64}) AND ts <= fromUnixTimestamp64Milli({to:Int64})'
+  const [money, counts] = await Promise.all([
+    queryRows<{ t: string; earnings: string }>(
+      ch,
+      `SELECT ${BUCKET_SQL[interval]} AS t, sum(amount_cents) AS earnings FROM ledger
+       WHERE user_id = {u:String} AND kind IN ('commission', 'commission_reversal') AND ${range}
+       GROUP BY t`,
+      params,
+    ),
+    queryRows<{ t: string; clicks: string; signups: string; conversions: string }>(
+      ch,
+      `SELECT ${BUCKET_SQL[interval]} AS t,
+              countIf(type = 'click' AND counted = 1) AS clicks,
+              countIf(type = 'signup' AND counted = 1) AS signups,
+              countIf(type = 'purchase' AND first_purchase = 1) AS conversions
+       FROM events WHERE referrer_id = {u:String} AND ${range} GROUP BY t`,
+      params,
+    ),
+  ])
+  const byT = new Map<number, PointValues>()
+  const at = (t: number) => {
+    let p = byT.get(t)
+    if (p === undefined) {
+      p = { ...EMPTY_POINT }
+      byT.set(t, p)
+    }
+    return p
+  }
+  for (const r of money) at(Number(r.t)).earnings_cents = Number(r.earnings)
+  for (const r of counts) {
+    Object.assign(at(Number(r.t)), {
+      clicks: Number(r.clicks),
+      signups: Number(r.signups),
+      conversions: Number(r.conversions),
+    })
+  }
+  return byT
+}
+
 /** The referrer's history from ClickHouse: earnings over time, referred users, forecasts. */
 export function meAnalyticsRoutes(deps: ApiDeps): Hono {
   const { redis, keys } = deps
@@ -107,52 +159,13 @@ export function meAnalyticsRoutes(deps: ApiDeps): Hono {
       )
     }
     const first = starts[0] ?? from
-    const params = { u: userId, tz: q.tz, from: first, to }
-    const range =
-      'ts >= fromUnixTimestamp64Milli({from:Int64}) AND ts <= fromUnixTimestamp64Milli({to:Int64})'
-    const [money, counts] = await Promise.all([
-      queryRows<{ t: string; earnings: string }>(
-        ch,
-        `SELECT ${BUCKET_SQL[q.interval]} AS t, sum(amount_cents) AS earnings FROM ledger
-         WHERE user_id = {u:String} AND kind IN ('commission', 'commission_reversal') AND ${range}
-         GROUP BY t`,
-        params,
-      ),
-      queryRows<{ t: string; clicks: string; signups: string; conversions: string }>(
-        ch,
-        `SELECT ${BUCKET_SQL[q.interval]} AS t,
-                countIf(type = 'click' AND counted = 1) AS clicks,
-                countIf(type = 'signup' AND counted = 1) AS signups,
-                countIf(type = 'purchase' AND first_purchase = 1) AS conversions
-         FROM events WHERE referrer_id = {u:String} AND ${range} GROUP BY t`,
-        params,
-      ),
-    ])
-    const byT = new Map<
-      number,
-      { earnings_cents: number; conversions: number; signups: number; clicks: number }
-    >()
-    const at = (t: number) => {
-      let p = byT.get(t)
-      if (p === undefined) {
-        p = { earnings_cents: 0, conversions: 0, signups: 0, clicks: 0 }
-        byT.set(t, p)
-      }
-      return p
-    }
-    for (const r of money) at(Number(r.t)).earnings_cents = Number(r.earnings)
-    for (const r of counts)
-      Object.assign(at(Number(r.t)), {
-        clicks: Number(r.clicks),
-        signups: Number(r.signups),
-        conversions: Number(r.conversions),
-      })
+    const byT = await earningsSeries(ch, userId, first, to, q.interval, q.tz)
     return c.json({
       interval: q.interval,
       tz: q.tz,
       from: isoInZone(first, q.tz),
       to: isoInZone(to, q.tz),
-      points: starts.map((t) => ({ t: isoInZone(t, q.tz), ...(byT.get(t) ?? at(t)) })),
+      points: starts.map((t) => ({ t: isoInZone(t, q.tz), ...(byT.get(t) ?? EMPTY_POINT) })),
     })
   })
 

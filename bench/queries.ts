@@ -1,0 +1,119 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { cpus, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { breakdown, funnel, overview, timeseries, topReferrers } from '@referral/api'
+import { migrate, openClickHouse, queryRows } from '@referral/clickhouse'
+import { buckets } from '@referral/core'
+import { earningsSeries } from '../api/src/routes/me-analytics.ts'
+
+/**
+ * `npm run bench:queries [-- --quick]`: the dashboard's read paths over a seeded history
+ * (10M events, 1M with --quick) in chDB, p50/p95 of repeated runs, against the targets.
+ * Seeding goes through the events table, so the materialized views fill the rollups.
+ */
+const quick = process.argv.includes('--quick')
+const N = quick ? 1_000_000 : 10_000_000
+const RUNS = quick ? 10 : 20
+const DAY = 86_400_000
+const dir = mkdtempSync(join(tmpdir(), 'ra-bench-q-'))
+
+async function main(): Promise<void> {
+  const ch = await openClickHouse({
+    dataDir: dir,
+    clickhouse: { url: undefined, database: 'bench', user: undefined, password: undefined },
+  })
+  await migrate(ch)
+  const now = Date.now()
+  const t0 = performance.now()
+  // 90 days of history for 1000 referrers: 80% clicks, 10% signups, 8% purchases, 2% refunds
+  await ch.client.command({
+    query: `INSERT INTO events (id, type, ts, received_at, referrer_id, code, user_id, visitor_id, counted, first_purchase,
+              amount_cents, commission_cents, track, currency, utm_source, user_agent, country, is_bot)
+      SELECT 'q' || toString(number) AS id,
+             multiIf(number % 100 < 80, 'click', number % 100 < 90, 'signup', number % 100 < 98, 'purchase', 'refund') AS type,
+             fromUnixTimestamp64Milli(toInt64({now:Int64} - (number * 7919) % ${90 * DAY})) AS ts, ts AS received_at,
+             if(number % 7 = 0, '', 'r' || toString(number % 1000)) AS referrer_id, '' AS code,
+             'u' || toString(intDiv(number, 10)) AS user_id, 'v' || toString(intDiv(number, 5)) AS visitor_id,
+             if(number % 7 = 0, 0, 1) AS counted,
+             if(type = 'purchase' AND number % 3 = 0, 1, 0) AS first_purchase,
+             if(type IN ('purchase', 'refund'), 1000 + number % 9000, 0) AS amount_cents,
+             if(type = 'purchase' AND referrer_id != '', intDiv(amount_cents * 5 + 50, 100), 0) AS commission_cents,
+             if(type = 'purchase', 'basic', '') AS track, if(type = 'purchase', 'usd', '') AS currency,
+             ['twitter', 'newsletter', 'linkedin', '', 'google'][number % 5 + 1] AS utm_source,
+             ['Mozilla/5.0 (iPhone) Safari/604.1', 'Mozilla/5.0 (Windows) Chrome/120.0 Safari/537.36', 'Mozilla/5.0 (X11) Firefox/120.0'][number % 3 + 1] AS user_agent,
+             ['US', 'FR', 'DE', 'IN', ''][number % 5 + 1] AS country, 0 AS is_bot
+      FROM numbers({n:UInt64})`,
+    query_params: { n: N, now },
+  })
+  await ch.client.command({
+    query: `INSERT INTO ledger (entry_id, kind, user_id, account, amount_cents, event_id, source_user_id, ts)
+      SELECT 'commission:' || id, 'commission', referrer_id, 'wallet', commission_cents, id, user_id, ts
+      FROM events WHERE type = 'purchase' AND referrer_id != ''`,
+  })
+  const seedMs = performance.now() - t0
+  const [parts] = await queryRows<{ parts: string; rows: string }>(
+    ch,
+    "SELECT count() AS parts, sum(rows) AS rows FROM system.parts WHERE active AND database = 'bench' AND table = 'events'",
+  )
+
+  const range30 = { from: now - 30 * DAY, to: now }
+  const cases: Array<{ name: string; target?: number; run: () => Promise<unknown> }> = [
+    {
+      name: 'referrer earnings, 30 days by day (GET /v1/me/earnings)',
+      target: 50,
+      run: () => earningsSeries(ch, 'r42', range30.from, now, 'day', 'UTC'),
+    },
+    {
+      name: 'referrer earnings, 48 hours by hour, Europe/Paris',
+      target: 50,
+      run: () => earningsSeries(ch, 'r42', now - 2 * DAY, now, 'hour', 'Europe/Paris'),
+    },
+    {
+      name: 'admin time series, 90 days by day (rollup)',
+      run: () => timeseries(ch, { from: now - 90 * DAY, to: now }, 'day', 'UTC', 2000),
+    },
+    { name: 'admin overview (rollup)', run: () => overview(ch, now, 'UTC') },
+    { name: 'admin top referrers, 30 days (rollup)', run: () => topReferrers(ch, range30, 'earnings', 20) },
+    {
+      name: 'admin funnel, 30 days, 7-day window (windowFunnel)',
+      target: 300,
+      run: () => funnel(ch, range30, 7 * 86_400),
+    },
+    { name: 'admin breakdown by utm_source, 30 days', run: () => breakdown(ch, range30, 'utm_source') },
+  ]
+  const lines = [
+    `# Query benchmark (${quick ? 'quick' : 'full'}): ${(N / 1e6).toFixed(0)}M events in chDB`,
+    '',
+    `${new Date().toISOString()} · ${cpus().length} × ${cpus()[0]?.model ?? '?'} · node ${process.version} · seeded in ${(seedMs / 1000).toFixed(1)} s · events table: ${parts?.rows} rows in ${parts?.parts} parts`,
+    '',
+    '| query | p50 ms | p95 ms | target p95 | pass |',
+    '| --- | ---: | ---: | ---: | --- |',
+  ]
+  for (const c of cases) {
+    await c.run() // warm
+    const times: number[] = []
+    for (let i = 0; i < RUNS; i++) {
+      const s = performance.now()
+      await c.run()
+      times.push(performance.now() - s)
+    }
+    times.sort((a, b) => a - b)
+    const p = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))] ?? 0
+    const pass = c.target === undefined ? '' : p(0.95) <= c.target ? 'yes' : 'no'
+    lines.push(`| ${c.name} | ${p(0.5).toFixed(1)} | ${p(0.95).toFixed(1)} | ${c.target ?? ''} | ${pass} |`)
+  }
+  // the zone's calendar is right even over a DST change (shown, not timed)
+  lines.push(
+    '',
+    `buckets in the 48-hour Paris series: ${buckets(now - 2 * DAY, now, 'Europe/Paris', 'hour', 100)?.length}`,
+  )
+  process.stdout.write(`${lines.join('\n')}\n`)
+  await ch.close()
+}
+
+main()
+  .catch((e: unknown) => {
+    process.stderr.write(`bench failed: ${e instanceof Error ? e.message : String(e)}\n`)
+    process.exitCode = 1
+  })
+  .finally(() => rmSync(dir, { recursive: true, force: true }))
