@@ -1,6 +1,7 @@
+import { SignJWT } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { codeFor, type Http, http, tokenFor } from './support/client.ts'
-import { INGEST_KEY, startTestRedis, tempDir } from './support/env.ts'
+import { INGEST_KEY, JWT_SECRET, startTestRedis, tempDir } from './support/env.ts'
 import { drained, type Service, startTestService } from './support/service.ts'
 
 interface ErrorBody {
@@ -128,7 +129,18 @@ describe('bad input', () => {
       JSON.stringify({ sub: 'owner', exp: Math.floor(Date.now() / 1000) + 60 }),
     ).toString('base64url')}.`
     const wrongKey = await tokenFor('owner', {}, 'another-secret-0123456789abcdef0123456789')
-    for (const token of [none, wrongKey, 'garbage']) {
+    // the right secret under another algorithm (HS512): the algorithm is pinned
+    const otherAlg = await new SignJWT({})
+      .setProtectedHeader({ alg: 'HS512' })
+      .setSubject('owner')
+      .setExpirationTime('1h')
+      .sign(new TextEncoder().encode(JWT_SECRET))
+    const noExp = await new SignJWT({})
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject('owner')
+      .sign(new TextEncoder().encode(JWT_SECRET))
+    const badRole = await tokenFor('owner', { role: 'superuser' })
+    for (const token of [none, wrongKey, otherAlg, noExp, badRole, 'garbage']) {
       const res = await api.get('/v1/me/stats', { authorization: `Bearer ${token}` })
       await expectRefused(res, 401, 'unauthorized')
     }

@@ -1,6 +1,6 @@
 import { SignJWT } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { BROWSER_UA, codeFor, type Http, http, tokenFor } from './support/client.ts'
+import { BROWSER_UA, codeFor, eventually, type Http, http, tokenFor } from './support/client.ts'
 import { JWT_SECRET, startTestRedis, tempDir } from './support/env.ts'
 import { drained, startTestService } from './support/service.ts'
 
@@ -223,8 +223,11 @@ describe('referrer analytics', () => {
       const next = await nextStats()
       expect(next.total_clicks).toBe(first.total_clicks + 1)
       expect(Date.now() - sent).toBeLessThan(1000)
+      expect(svc.service.hub?.clients).toBe(1)
     } finally {
       controller.abort()
     }
+    // a client that went away is forgotten
+    await eventually(async () => expect(svc.service.hub?.clients).toBe(0))
   })
 })

@@ -19,7 +19,8 @@ const RANGE = 'ts >= fromUnixTimestamp64Milli({from:Int64}) AND ts <= fromUnixTi
 const HOUR_RANGE =
   'hour >= toStartOfHour(fromUnixTimestamp64Milli({from:Int64})) AND hour <= fromUnixTimestamp64Milli({to:Int64})'
 
-const HOUR_BUCKET: Record<Interval, string> = {
+/** The start of the bucket holding an hourly rollup row, as epoch ms, in the zone {tz}. */
+export const HOUR_BUCKET: Record<Interval, string> = {
   hour: 'toUnixTimestamp(toStartOfHour(hour, {tz:String})) * 1000',
   day: 'toUnixTimestamp(toStartOfDay(hour, {tz:String})) * 1000',
   week: 'toUnixTimestamp(toDateTime(toMonday(hour, {tz:String}), {tz:String})) * 1000',

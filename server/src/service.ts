@@ -36,6 +36,8 @@ export interface Service {
   committer: GroupCommitter | null
   queue: Queue<JobPayloads['ingest']> | null
   ingestWorker: IngestWorker | null
+  /** SSE fan-out of this process (null without the API) */
+  hub: StatsHub | null
   stop(): Promise<void>
 }
 
@@ -128,6 +130,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
     let url: string | undefined
     let committer: GroupCommitter | null = null
     let queue: Queue<JobPayloads['ingest']> | null = null
+    let statsHub: StatsHub | null = null
     if (runsApi) {
       const queueConn = makeRedis(redisUrl, 'queue', 'api')
       queueConn.on('error', (e) => log.warn({ err: e.message }, 'queue redis'))
@@ -165,6 +168,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
       subscriber.on('error', (e) => log.warn({ err: e.message }, 'subscriber redis'))
       const hub = new StatsHub(subscriber, keys, log)
       await hub.start()
+      statsHub = hub
       const backlog = new Backlog(() => q.getWaitingCount(), config.maxQueuedJobs)
       backlog.start()
       cleanups.push(async () => backlog.stop())
@@ -211,6 +215,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
       committer,
       queue,
       ingestWorker,
+      hub: statsHub,
       stop: runCleanups,
     }
   } catch (e) {

@@ -24,7 +24,10 @@ export async function storeGroup(ch: ClickHouse, group: AppliedGroup): Promise<v
       table: 'ledger',
       values: ledger,
       format: 'JSONEachRow',
-      clickhouse_settings: { insert_deduplication_token: `ledger:${group.groupId}` },
+      clickhouse_settings: {
+        insert_deduplication_token: `ledger:${group.groupId}`,
+        deduplicate_blocks_in_dependent_materialized_views: 1,
+      },
     })
   }
 }
@@ -35,6 +38,9 @@ export async function insertLedgerEntry(ch: ClickHouse, entry: LedgerRow): Promi
     table: 'ledger',
     values: [entry],
     format: 'JSONEachRow',
-    clickhouse_settings: { insert_deduplication_token: entry.entry_id },
+    clickhouse_settings: {
+      insert_deduplication_token: entry.entry_id,
+      deduplicate_blocks_in_dependent_materialized_views: 1,
+    },
   })
 }

@@ -167,5 +167,12 @@ describe('a job retried after the worker died', () => {
     expect(Number(r?.raw)).toBeGreaterThan(0)
     expect(Number(r?.rolled)).toBe(Number(r?.raw))
     expect(Number(r?.commission)).toBe(Number(r?.raw_commission))
+    const [e] = await queryRows<{ rolled: string; raw: string }>(
+      ch,
+      `SELECT (SELECT sum(earnings_cents) FROM rollup_earnings_hourly) AS rolled,
+              (SELECT sumIf(amount_cents, kind IN ('commission', 'commission_reversal')) FROM ledger) AS raw`,
+    )
+    expect(Number(e?.raw)).toBeGreaterThan(0)
+    expect(Number(e?.rolled)).toBe(Number(e?.raw))
   })
 })

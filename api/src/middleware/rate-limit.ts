@@ -13,18 +13,29 @@ export interface RateLimitOptions {
  * Fixed-window counter in Redis, so the limit holds across API processes and restarts.
  * INCR and EXPIRE NX go in one MULTI: a window never loses its expiry.
  */
+/** Counts one hit of `client` in the current window; returns the count and seconds to the next window. */
+export async function countHit(
+  redis: Redis,
+  keys: Keys,
+  name: string,
+  client: string,
+  windowSeconds: number,
+): Promise<{ count: number; reset: number }> {
+  const window = Math.floor(Date.now() / 1000 / windowSeconds)
+  const key = keys.rateLimit(`${name}:${client}`, window)
+  let count: number
+  try {
+    const res = await redis.multi().incr(key).expire(key, windowSeconds, 'NX').exec()
+    count = Number(res?.[0]?.[1] ?? 0)
+  } catch (e) {
+    throw new AppError('unavailable', 'rate limiter unavailable', [], { cause: e })
+  }
+  return { count, reset: (window + 1) * windowSeconds - Math.floor(Date.now() / 1000) }
+}
+
 export function rateLimit(redis: Redis, keys: Keys, opts: RateLimitOptions): MiddlewareHandler {
   return async function rateLimited(c, next) {
-    const window = Math.floor(Date.now() / 1000 / opts.windowSeconds)
-    const key = keys.rateLimit(`${opts.name}:${opts.clientKey(c)}`, window)
-    let count: number
-    try {
-      const res = await redis.multi().incr(key).expire(key, opts.windowSeconds, 'NX').exec()
-      count = Number(res?.[0]?.[1] ?? 0)
-    } catch (e) {
-      throw new AppError('unavailable', 'rate limiter unavailable', [], { cause: e })
-    }
-    const reset = (window + 1) * opts.windowSeconds - Math.floor(Date.now() / 1000)
+    const { count, reset } = await countHit(redis, keys, opts.name, opts.clientKey(c), opts.windowSeconds)
     c.header('RateLimit-Limit', String(opts.limit))
     c.header('RateLimit-Remaining', String(Math.max(0, opts.limit - count)))
     c.header('RateLimit-Reset', String(reset))

@@ -11,18 +11,11 @@ import {
 import { cashBalance } from '@referral/workers'
 import { Hono } from 'hono'
 import { z } from 'zod'
+import { HOUR_BUCKET } from '../admin-reports.ts'
 import type { ApiDeps } from '../context.ts'
 
 const DAY = 86_400_000
 export const MAX_POINTS = 2000
-
-/** ClickHouse's bucket start for each interval, as epoch ms, in the zone {tz}. */
-const BUCKET_SQL: Record<Interval, string> = {
-  hour: 'toUnixTimestamp(toStartOfHour(ts, {tz:String})) * 1000',
-  day: 'toUnixTimestamp(toStartOfDay(ts, {tz:String})) * 1000',
-  week: 'toUnixTimestamp(toDateTime(toMonday(ts, {tz:String}), {tz:String})) * 1000',
-  month: 'toUnixTimestamp(toDateTime(toStartOfMonth(ts, {tz:String}), {tz:String})) * 1000',
-}
 
 const instant = z.union([
   z.coerce.number().int(),
@@ -95,22 +88,21 @@ export async function earningsSeries(
   tz: string,
 ): Promise<Map<number, PointValues>> {
   const params = { u: userId, tz, from, to }
-  const range = 'ts >= fromUnixTimestamp64Milli({from:Int64}) AND ts <= fromUnixTimestamp64Milli({to:Int64})'
+  // hourly rollups: a zone with a half-hour offset is bucketed to its hour
+  const hours =
+    'hour >= toStartOfHour(fromUnixTimestamp64Milli({from:Int64})) AND hour <= fromUnixTimestamp64Milli({to:Int64})'
+  const bucket = HOUR_BUCKET[interval]
   const [money, counts] = await Promise.all([
     queryRows<{ t: string; earnings: string }>(
       ch,
-      `SELECT ${BUCKET_SQL[interval]} AS t, sum(amount_cents) AS earnings FROM ledger
-       WHERE user_id = {u:String} AND kind IN ('commission', 'commission_reversal') AND ${range}
-       GROUP BY t`,
+      `SELECT ${bucket} AS t, sum(earnings_cents) AS earnings FROM rollup_earnings_hourly
+       WHERE user_id = {u:String} AND ${hours} GROUP BY t`,
       params,
     ),
     queryRows<{ t: string; clicks: string; signups: string; conversions: string }>(
       ch,
-      `SELECT ${BUCKET_SQL[interval]} AS t,
-              countIf(type = 'click' AND counted = 1) AS clicks,
-              countIf(type = 'signup' AND counted = 1) AS signups,
-              countIf(type = 'purchase' AND first_purchase = 1) AS conversions
-       FROM events WHERE referrer_id = {u:String} AND ${range} GROUP BY t`,
+      `SELECT ${bucket} AS t, sum(clicks) AS clicks, sum(signups) AS signups, sum(conversions) AS conversions
+       FROM rollup_referrer_hourly WHERE referrer_id = {u:String} AND ${hours} GROUP BY t`,
       params,
     ),
   ])

@@ -6,7 +6,7 @@ import { clientIp } from '../client-ip.ts'
 import type { ApiDeps } from '../context.ts'
 import { parseEventsBody } from '../ingest.ts'
 import { readJson } from '../middleware/json-body.ts'
-import { rateLimit } from '../middleware/rate-limit.ts'
+import { countHit, rateLimit } from '../middleware/rate-limit.ts'
 import { codeOwner } from '../referral-codes.ts'
 
 export const REF_COOKIE = 'ra_ref'
@@ -22,6 +22,10 @@ export function trackRoutes(deps: ApiDeps): Hono {
     const code = normalizeCode(c.req.param('code'))
     const owner = code === undefined ? null : await codeOwner(redis, keys, code)
     if (code === undefined || owner === null) return c.redirect(config.landingUrl, 302)
+    // past the per-client limit the visitor is still sent on, with the code, but not counted
+    const hits = await countHit(redis, keys, 'redirect', clientIp(c) || 'unknown', 60)
+    if (hits.count > config.clickRateLimitPerMinute)
+      return c.redirect(referralLink(config.landingUrl, code), 302)
     const visitorId = getCookie(c, VISITOR_COOKIE) ?? newId()
     const secure = config.publicUrl.startsWith('https:')
     const cookie = { path: '/', maxAge: cookieMaxAge, sameSite: 'Lax', httpOnly: false, secure } as const
