@@ -1,0 +1,90 @@
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { freePort } from '@referral/server'
+import { type Browser, chromium, type Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type ChildService, startChild } from './support/child.ts'
+import { BROWSER_UA, codeFor, http, statsFor } from './support/client.ts'
+import { tempDir } from './support/env.ts'
+
+const CHROMIUM = '/usr/bin/chromium'
+const SHOTS = join(import.meta.dirname, '..', 'docs')
+
+/** The dashboard as a person uses it: Debian's Chromium against `npm start`'s service. */
+describe('referrer dashboard in a browser', () => {
+  const dir = tempDir()
+  let child: ChildService
+  let browser: Browser
+  let page: Page
+
+  beforeAll(async () => {
+    child = await startChild(join(dir.path, 'data'), await freePort(), { DEMO_LOGIN: 'true' })
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--no-first-run'],
+    })
+    const context = await browser.newContext({ viewport: { width: 1200, height: 900 } })
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: child.url })
+    page = await context.newPage()
+  }, 120_000)
+  afterAll(async () => {
+    await browser?.close()
+    child?.proc.kill('SIGTERM')
+    await child?.exited
+    dir.remove()
+  })
+
+  const card = (key: string) => page.locator(`[data-stat="${key}"] .card-value`)
+
+  it('signs in, shows the six numbers the API has, and updates them live', async () => {
+    const api = http(child.url)
+    const code = await codeFor(api, 'pw-user')
+    await api.post('/v1/events', {
+      events: [
+        { type: 'click', id: 'b1', code, visitor_id: 'bv1', user_agent: BROWSER_UA },
+        { type: 'signup', id: 'bs1', user_id: 'pw-friend', visitor_id: 'bv1' },
+        { type: 'purchase', id: 'bp1', user_id: 'pw-friend', amount_cents: 4000 },
+      ],
+    })
+    await expect
+      .poll(async () => (await statsFor(api, 'pw-user')).total_earnings_cents, { timeout: 15_000 })
+      .toBe(200)
+
+    await page.goto(`${child.url}/demo-login?user=pw-user`)
+    await page.locator('.status[data-state="live"]').waitFor({ timeout: 15_000 })
+    const stats = await statsFor(api, 'pw-user')
+    expect(await card('referrals').textContent()).toBe(String(stats.total_referrals))
+    expect(await card('conversions').textContent()).toBe(String(stats.conversions))
+    expect(await card('earnings').textContent()).toBe('$2.00')
+    expect(await card('rate').textContent()).toBe('100.0%')
+    expect(await card('clicks').textContent()).toBe(String(stats.total_clicks))
+    expect(await card('pending').textContent()).toBe(String(stats.pending_referrals))
+
+    // a click arrives: the card changes without a reload
+    const before = Number(await card('clicks').textContent())
+    await api.post('/v1/events', { type: 'click', id: 'b2', code, user_agent: BROWSER_UA })
+    await expect
+      .poll(async () => Number(await card('clicks').textContent()), { timeout: 5000 })
+      .toBe(before + 1)
+    mkdirSync(SHOTS, { recursive: true })
+    await page.screenshot({ path: join(SHOTS, 'referrer-dashboard.png'), fullPage: true })
+  })
+
+  it('copies the link to the clipboard and says so', async () => {
+    await page.getByRole('button', { name: 'Copy' }).click()
+    await page.getByRole('status').filter({ hasText: 'Link copied' }).waitFor()
+    const copied = String(await page.evaluate('navigator.clipboard.readText()'))
+    expect(copied).toMatch(/\/landing\?ref=[0-9A-HJKMNP-TV-Z]{8}$/)
+  })
+
+  it('switches the chart interval and range', async () => {
+    const chart = page.locator('.chart')
+    await expect.poll(async () => Number(await chart.getAttribute('data-points'))).toBeGreaterThan(0)
+    await page.getByRole('button', { name: '24h' }).click()
+    await expect.poll(async () => Number(await chart.getAttribute('data-points'))).toBeGreaterThanOrEqual(24)
+    await page.getByLabel('Interval').selectOption('month')
+    await expect.poll(async () => Number(await chart.getAttribute('data-points'))).toBeLessThanOrEqual(2)
+    await page.getByRole('button', { name: 'Activity' }).click()
+    await page.getByRole('heading', { name: 'Clicks, signups and conversions' }).waitFor()
+  })
+})
