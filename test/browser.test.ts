@@ -87,4 +87,53 @@ describe('referrer dashboard in a browser', () => {
     await page.getByRole('button', { name: 'Activity' }).click()
     await page.getByRole('heading', { name: 'Clicks, signups and conversions' }).waitFor()
   })
+
+  it('shows referrals, money and the Partner upgrade on the referrer page', async () => {
+    await page.getByRole('heading', { name: 'Referrals', exact: true }).waitFor()
+    await page.getByRole('heading', { name: 'Referral dashboard' }).waitFor()
+    await page.getByRole('cell', { name: 'pw…nd' }).waitFor()
+    await page.getByRole('heading', { name: 'Track: Basic (5% credit)' }).waitFor()
+    await page.getByRole('button', { name: 'Upgrade to Partner' }).waitFor()
+    // keyboard reachable: from the top of the page, Tab reaches Copy and Upgrade
+    await page.evaluate('document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)')
+    const reached = new Set<string>()
+    for (let i = 0; i < 40 && reached.size < 2; i++) {
+      await page.keyboard.press('Tab')
+      const text = String(
+        await page.evaluate('document.activeElement ? document.activeElement.textContent : ""'),
+      )
+      if (text === 'Copy' || text === 'Upgrade to Partner') reached.add(text)
+    }
+    expect([...reached].sort()).toEqual(['Copy', 'Upgrade to Partner'])
+  })
+
+  it("shows the growth team's funnel to an admin", async () => {
+    const admin = await browser.newPage({ viewport: { width: 1200, height: 900 } })
+    try {
+      await admin.goto(`${child.url}/demo-login?user=growth&role=admin&next=/admin`)
+      await admin.getByRole('heading', { name: 'Funnel: clicks → signups → first purchase' }).waitFor()
+      const step = (s: string) => admin.locator(`[data-step="${s}"] strong`)
+      await expect.poll(async () => await step('click').textContent(), { timeout: 10_000 }).toBe('1')
+      expect(await step('signup').textContent()).toBe('1')
+      expect(await step('first_purchase').textContent()).toBe('1')
+      await admin.getByRole('cell', { name: 'pw-user' }).waitFor()
+      await admin.screenshot({ path: join(SHOTS, 'growth-dashboard.png'), fullPage: true })
+    } finally {
+      await admin.close()
+    }
+  })
+
+  it('fits a phone-width screen without sideways scrolling', async () => {
+    const phone = await browser.newPage({ viewport: { width: 375, height: 800 } })
+    try {
+      await phone.goto(`${child.url}/demo-login?user=pw-user`)
+      await phone.locator('.status[data-state="live"]').waitFor({ timeout: 15_000 })
+      const overflow = await phone.evaluate(
+        'document.documentElement.scrollWidth - document.documentElement.clientWidth',
+      )
+      expect(Number(overflow)).toBeLessThanOrEqual(0)
+    } finally {
+      await phone.close()
+    }
+  })
 })

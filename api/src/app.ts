@@ -50,6 +50,8 @@ export function createApp(deps: ApiDeps): Hono {
 
   if (existsSync(deps.webRoot)) {
     app.get('/landing', serveStatic({ root: deps.webRoot, path: 'landing.html' }))
+    // the dashboard's own pages (client-side routes)
+    app.get('/admin', serveStatic({ root: deps.webRoot, path: 'index.html' }))
     app.use('/*', serveStatic({ root: deps.webRoot }))
   }
   return app

@@ -1,7 +1,10 @@
 import { createResource, ErrorBoundary, Match, Show, Switch } from 'solid-js'
+import { AdminPage } from './AdminPage.tsx'
 import { ApiError, formatCents, getJson, type Referral } from './api.ts'
 import { EarningsChart } from './components/EarningsChart.tsx'
+import { MoneyPanel } from './components/MoneyPanel.tsx'
 import { ReferralLink } from './components/ReferralLink.tsx'
+import { ReferralsTable } from './components/ReferralsTable.tsx'
 import { StatCards } from './components/StatCards.tsx'
 import { createStatsStream } from './stats-stream.ts'
 
@@ -30,7 +33,7 @@ function Dashboard(props: { session: Session }) {
   return (
     <main>
       <header class="top">
-        <h1>Referrals</h1>
+        <h1>Referral dashboard</h1>
         <div class="status" data-state={live.state()}>
           <Switch>
             <Match when={live.state() === 'live'}>Live · updated {updated()}</Match>
@@ -56,6 +59,8 @@ function Dashboard(props: { session: Session }) {
         </span>
       </section>
       <EarningsChart refreshKey={() => live.stats()?.total_earnings_cents} />
+      <MoneyPanel stats={live.stats()} refreshKey={() => live.stats()?.as_of} />
+      <ReferralsTable refreshKey={() => live.stats()?.total_referrals} />
     </main>
   )
 }
@@ -71,7 +76,16 @@ export function App() {
     <ErrorBoundary fallback={(e) => <p class="error">Something went wrong: {String(e)}. Reload the page.</p>}>
       <Show when={!session.loading} fallback={<p class="muted">Loading…</p>}>
         <Show when={session()} fallback={<SignIn />}>
-          {(s) => <Dashboard session={s()} />}
+          {(s) => (
+            <Show when={location.pathname.startsWith('/admin')} fallback={<Dashboard session={s()} />}>
+              <Show
+                when={s().role === 'admin'}
+                fallback={<p class="error">This page is for the growth team (an admin token).</p>}
+              >
+                <AdminPage />
+              </Show>
+            </Show>
+          )}
         </Show>
       </Show>
     </ErrorBoundary>

@@ -1,11 +1,6 @@
-import { BarChart, LineChart } from 'echarts/charts'
-import { GridComponent, LegendComponent, TooltipComponent } from 'echarts/components'
-import * as echarts from 'echarts/core'
-import { CanvasRenderer } from 'echarts/renderers'
-import { createEffect, createResource, createSignal, For, onCleanup, onMount, Show } from 'solid-js'
+import { createMemo, createResource, createSignal, For, Show } from 'solid-js'
 import { type EarningsPoint, formatCents, getJson, type Interval, viewerTimeZone } from '../api.ts'
-
-echarts.use([BarChart, LineChart, GridComponent, TooltipComponent, LegendComponent, CanvasRenderer])
+import { Chart, type ChartOption } from './Chart.tsx'
 
 const PRESETS: Array<{ label: string; ms: number; interval: Interval }> = [
   { label: '24h', ms: 86_400_000, interval: 'hour' },
@@ -29,47 +24,30 @@ export function EarningsChart(props: { refreshKey: () => unknown }) {
     return `/v1/me/earnings?interval=${interval()}&tz=${encodeURIComponent(tz)}&from=${to - preset().ms}&to=${to}`
   }
   const [data] = createResource(query, (q) => getJson<{ points: EarningsPoint[] }>(q))
-  let el: HTMLDivElement | undefined
-  let chart: echarts.ECharts | undefined
-
-  onMount(() => {
-    if (el === undefined) return
-    chart = echarts.init(el)
-    const resize = () => chart?.resize()
-    window.addEventListener('resize', resize)
-    onCleanup(() => {
-      window.removeEventListener('resize', resize)
-      chart?.dispose()
-    })
-  })
-
-  createEffect(() => {
+  const option = createMemo((): ChartOption | undefined => {
     const points = data()?.points
-    if (chart === undefined || points === undefined) return
+    if (points === undefined) return undefined
     const labels = points.map((p) => p.t.slice(0, interval() === 'hour' ? 16 : 10).replace('T', ' '))
     const series =
       view() === 'earnings'
-        ? [{ name: 'Earnings', type: 'bar' as const, data: points.map((p) => p.earnings_cents / 100) }]
+        ? [{ name: 'Earnings', type: 'bar', data: points.map((p) => p.earnings_cents / 100) }]
         : [
-            { name: 'Clicks', type: 'line' as const, data: points.map((p) => p.clicks) },
-            { name: 'Signups', type: 'line' as const, data: points.map((p) => p.signups) },
-            { name: 'Conversions', type: 'line' as const, data: points.map((p) => p.conversions) },
+            { name: 'Clicks', type: 'line', data: points.map((p) => p.clicks) },
+            { name: 'Signups', type: 'line', data: points.map((p) => p.signups) },
+            { name: 'Conversions', type: 'line', data: points.map((p) => p.conversions) },
           ]
-    chart.setOption(
-      {
-        grid: { left: 48, right: 16, top: 32, bottom: 32 },
-        tooltip: {
-          trigger: 'axis',
-          valueFormatter: (v: unknown) =>
-            view() === 'earnings' ? formatCents(Math.round(Number(v) * 100)) : String(v),
-        },
-        legend: { show: view() === 'activity' },
-        xAxis: { type: 'category', data: labels },
-        yAxis: { type: 'value' },
-        series,
+    return {
+      grid: { left: 48, right: 16, top: 32, bottom: 32 },
+      tooltip: {
+        trigger: 'axis',
+        valueFormatter: (v: unknown) =>
+          view() === 'earnings' ? formatCents(Math.round(Number(v) * 100)) : String(v),
       },
-      { notMerge: true },
-    )
+      legend: { show: view() === 'activity', top: 0 },
+      xAxis: { type: 'category', data: labels },
+      yAxis: { type: 'value' },
+      series,
+    }
   })
 
   return (
@@ -125,7 +103,7 @@ export function EarningsChart(props: { refreshKey: () => unknown }) {
           interval.
         </p>
       </Show>
-      <div ref={el} class="chart" data-points={data()?.points.length ?? 0} />
+      <Chart label="Earnings over time" option={option()} points={data()?.points.length ?? 0} />
     </section>
   )
 }
