@@ -1,5 +1,6 @@
 import { ConfigError, makeLogger, type ProcessRole, parseConfig } from '@referral/core'
 import { SignJWT } from 'jose'
+import { DemoClient, seedHistory, startLiveTraffic } from './demo.ts'
 import { RedisBinaryMissing } from './redis-server.ts'
 import { resolveSecrets } from './secrets.ts'
 import { startService } from './service.ts'
@@ -66,6 +67,15 @@ async function main(): Promise<void> {
       )
     }
     process.stdout.write(`${lines.join('\n')}\n\n`)
+  }
+
+  if (process.argv.includes('--demo') && service.url !== undefined) {
+    const client = new DemoClient(service.url, config)
+    const summary = await seedHistory(client, { days: 90, referrers: 8, clicksPerDay: 12 })
+    log.info({ events: summary.events }, 'demo history sent; live demo traffic every 1.5 s')
+    const stopTraffic = startLiveTraffic(client, summary.referrers)
+    process.once('SIGTERM', stopTraffic)
+    process.once('SIGINT', stopTraffic)
   }
 }
 

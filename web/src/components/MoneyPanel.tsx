@@ -25,6 +25,16 @@ export function MoneyPanel(props: { stats: Stats | undefined; refreshKey: () => 
   const [insights] = createResource(key, () => getJson<Insights>('/v1/me/insights'))
   const [message, setMessage] = createSignal<string | undefined>()
   const partner = () => props.stats?.track === 'partner'
+  // what is left to spend, soonest to expire first; spent credits only count in the total
+  const openCredits = () => (wallet()?.credits ?? []).filter((c) => c.remaining_cents !== 0)
+  const shownCredits = () =>
+    [...openCredits()]
+      .sort(
+        (a, b) =>
+          (a.expires_at ?? '9999').localeCompare(b.expires_at ?? '9999') ||
+          b.granted_at.localeCompare(a.granted_at),
+      )
+      .slice(0, 5)
   const cash = () => props.stats?.cash_balance_cents ?? 0
 
   const upgrade = async () => {
@@ -96,7 +106,7 @@ export function MoneyPanel(props: { stats: Stats | undefined; refreshKey: () => 
           <h3>Wallet credit {formatCents(wallet()?.balance_cents ?? 0)}</h3>
           <Show when={(wallet()?.credits.length ?? 0) > 0} fallback={<p class="muted">No credit yet.</p>}>
             <ul class="plain">
-              <For each={wallet()?.credits}>
+              <For each={shownCredits()}>
                 {(c) => (
                   <li>
                     {formatCents(c.remaining_cents)} of {formatCents(c.amount_cents)} ·{' '}
@@ -106,6 +116,9 @@ export function MoneyPanel(props: { stats: Stats | undefined; refreshKey: () => 
                 )}
               </For>
             </ul>
+            <Show when={openCredits().length > shownCredits().length}>
+              <p class="muted">and {openCredits().length - shownCredits().length} more</p>
+            </Show>
           </Show>
         </div>
         <div>
