@@ -117,6 +117,15 @@ describe('referrer dashboard in a browser', () => {
       expect(await step('signup').textContent()).toBe('1')
       expect(await step('first_purchase').textContent()).toBe('1')
       await admin.getByRole('cell', { name: 'pw-user' }).waitFor()
+      // the live feed shows an event as it is applied
+      await admin.locator('.status', { hasText: 'Live' }).first().waitFor()
+      await http(child.url).post('/v1/events', {
+        type: 'click',
+        id: 'b-feed',
+        code: await codeFor(http(child.url), 'pw-user'),
+        user_agent: BROWSER_UA,
+      })
+      await admin.locator('[data-feed-type="click"]').first().waitFor({ timeout: 5000 })
       await admin.screenshot({ path: join(SHOTS, 'growth-dashboard.png'), fullPage: true })
     } finally {
       await admin.close()

@@ -164,6 +164,13 @@ const OPERATIONS: Operation[] = [
       },
     }),
   ),
+  {
+    method: 'get',
+    path: '/v1/admin/stream',
+    summary: 'Server-Sent Events: `events`, each batch of events as the workers apply it',
+    auth: 'admin',
+    responses: { '200': 'text/event-stream', '403': 'not an admin token' },
+  },
   { method: 'get', path: '/healthz', summary: 'Process up', auth: 'public', responses: { '200': 'ok' } },
   {
     method: 'get',

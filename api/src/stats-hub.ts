@@ -11,6 +11,7 @@ type Listener = () => void
 export class StatsHub {
   private readonly listeners = new Map<string, Set<Listener>>()
   private readonly closers = new Set<Listener>()
+  private readonly feedListeners = new Set<(message: string) => void>()
   private closed = false
 
   constructor(
@@ -21,6 +22,10 @@ export class StatsHub {
 
   async start(): Promise<void> {
     this.subscriber.on('message', (channel: string, message: string) => {
+      if (channel === this.keys.feedChannel()) {
+        for (const l of this.feedListeners) l(message)
+        return
+      }
       if (channel !== this.keys.statsChannel()) return
       let users: unknown
       try {
@@ -35,7 +40,7 @@ export class StatsHub {
         for (const l of this.listeners.get(u) ?? []) l()
       }
     })
-    await this.subscriber.subscribe(this.keys.statsChannel())
+    await this.subscriber.subscribe(this.keys.statsChannel(), this.keys.feedChannel())
   }
 
   /** Calls `onChange` whenever the user's stats may have changed; returns the unsubscribe. */
@@ -52,6 +57,12 @@ export class StatsHub {
     }
   }
 
+  /** Calls `onFeed` with each batch of newest events (a JSON array); returns the unsubscribe. */
+  watchFeed(onFeed: (message: string) => void): () => void {
+    this.feedListeners.add(onFeed)
+    return () => this.feedListeners.delete(onFeed)
+  }
+
   /** Runs `f` when the hub closes (shutdown), at once if it is closed already. */
   onClose(f: Listener): () => void {
     if (this.closed) f()
@@ -60,7 +71,7 @@ export class StatsHub {
   }
 
   get clients(): number {
-    let n = 0
+    let n = this.feedListeners.size
     for (const s of this.listeners.values()) n += s.size
     return n
   }

@@ -45,6 +45,8 @@ export interface Keys {
   applyLock(): string
   /** pub/sub channel: JSON array of user ids whose stats changed */
   statsChannel(): string
+  /** pub/sub channel: JSON array of the newest events applied (the growth team's live feed) */
+  feedChannel(): string
   /** rate-limit window counter */
   rateLimit(bucket: string, window: number): string
   /** BullMQ prefix */
@@ -74,6 +76,7 @@ export function makeKeys(prefix: string): Keys {
     group: (groupId) => `${p}group:${groupId}`,
     applyLock: () => `${p}apply-lock`,
     statsChannel: () => `${p}stats-changed`,
+    feedChannel: () => `${p}feed`,
     rateLimit: (bucket, window) => `${p}rl:${bucket}:${window}`,
     bullPrefix: () => `${p}bull`,
   }

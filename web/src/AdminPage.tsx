@@ -1,6 +1,7 @@
 import { createResource, createSignal, For, Show } from 'solid-js'
 import { formatCents, getJson } from './api.ts'
 import { Chart } from './components/Chart.tsx'
+import { LiveFeed } from './components/LiveFeed.tsx'
 
 type Row = Record<string, string | number>
 const DAY = 86_400_000
@@ -206,6 +207,8 @@ export function AdminPage() {
           }
         />
       </section>
+
+      <LiveFeed />
 
       <section class="panel">
         <div class="chart-head">

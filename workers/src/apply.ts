@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { type CompactEventRow, compactRow, type LedgerRow } from '@referral/clickhouse'
+import { type CompactEventRow, compactRow, type EventRow, type LedgerRow } from '@referral/clickhouse'
 import { COUNTER_FIELDS, type Keys, newId, type QueuedEvent, type Track } from '@referral/core'
 import type { Redis } from 'ioredis'
 import { type Resolution, type ResolveOptions, resolveBatch } from './resolve.ts'
@@ -224,6 +224,31 @@ const markerKey = (keys: Keys) => (m: string) => {
   return keys.marker(m.slice(0, i), m.slice(i + 1))
 }
 
+export interface FeedItem {
+  type: string
+  id: string
+  referrer_id: string
+  amount_cents: number
+  commission_cents: number
+  counted: boolean
+  note: string
+  ts: number
+}
+
+/** The newest events of a batch, small enough for a live feed (20 at most). */
+export function feedOf(rows: readonly EventRow[]): FeedItem[] {
+  return rows.slice(-20).map((r) => ({
+    type: r.type,
+    id: r.id,
+    referrer_id: r.referrer_id,
+    amount_cents: r.amount_cents,
+    commission_cents: r.commission_cents,
+    counted: r.counted === 1,
+    note: r.note,
+    ts: r.ts,
+  }))
+}
+
 /** The writes of a resolution as the commit script's ops, with the keys they touch. */
 class OpList {
   readonly keys: string[] = []
@@ -291,6 +316,7 @@ async function commit(
   for (const j of jobs) ops.add('SET', keys.jobGroup(j.id), group.groupId, 'EX', ttl)
   const changed = group.resolution.changed
   if (changed.length > 0) ops.publish(keys.statsChannel(), JSON.stringify(changed))
+  if (res.rows.length > 0) ops.publish(keys.feedChannel(), JSON.stringify(feedOf(res.rows)))
   const allKeys = [lock, ...markers, ...ops.keys]
   const out = await redis.eval(
     COMMIT,

@@ -2,6 +2,7 @@ import type { ClickHouse } from '@referral/clickhouse'
 import { AppError, isTimeZone } from '@referral/core'
 import { readCounters } from '@referral/workers'
 import { Hono } from 'hono'
+import { streamSSE } from 'hono/streaming'
 import { z } from 'zod'
 import {
   BREAKDOWNS,
@@ -144,6 +145,26 @@ export function adminRoutes(deps: ApiDeps): Hono {
     return c.json({ by, rows: await breakdown(ch(), rangeOf(q), by) })
   })
   app.get('/v1/admin/credits', async (c) => c.json(await credits(ch())))
+
+  // the live feed: each batch of events as the workers apply it
+  app.get('/v1/admin/stream', (c) =>
+    streamSSE(c, async (stream) => {
+      const unwatch = deps.hub.watchFeed(
+        (message) => void stream.writeSSE({ event: 'events', data: message }),
+      )
+      const heartbeat = setInterval(() => void stream.writeSSE({ event: 'ping', data: '' }), 15_000)
+      try {
+        await stream.writeSSE({ event: 'ready', data: '{}' })
+        await new Promise<void>((resolve) => {
+          stream.onAbort(resolve)
+          deps.hub.onClose(resolve)
+        })
+      } finally {
+        clearInterval(heartbeat)
+        unwatch()
+      }
+    }),
+  )
   app.get('/v1/admin/export.csv', async (c) => {
     const q = parse(c.req.query())
     const csv = toCsv(await reportRows(ch(), q))
