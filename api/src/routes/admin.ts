@@ -18,14 +18,10 @@ import {
 } from '../admin-reports.ts'
 import type { ApiDeps } from '../context.ts'
 import { jwtAuth } from '../middleware/auth.ts'
+import { instant, needClickHouse, parseQuery } from '../query.ts'
 import { MAX_POINTS } from './me-analytics.ts'
 
 const DAY = 86_400_000
-const instant = z.union([
-  z.coerce.number().int(),
-  z.iso.datetime({ offset: true }).transform((s) => Date.parse(s)),
-])
-
 export const adminQuery = z.object({
   from: instant.optional(),
   to: instant.optional(),
@@ -44,17 +40,7 @@ export const adminQuery = z.object({
 })
 type AdminQuery = z.output<typeof adminQuery>
 
-function parse(query: Record<string, string>): AdminQuery {
-  const r = adminQuery.safeParse(query)
-  if (!r.success) {
-    throw new AppError(
-      'validation_failed',
-      'invalid query parameters',
-      r.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
-    )
-  }
-  return r.data
-}
+const parse = (query: Record<string, string>): AdminQuery => parseQuery(adminQuery, query)
 
 function rangeOf(q: AdminQuery): Range {
   const to = q.to ?? Date.now()
@@ -112,10 +98,7 @@ async function reportRows(ch: ClickHouse, q: AdminQuery): Promise<Row[]> {
 export function adminRoutes(deps: ApiDeps): Hono {
   const app = new Hono()
   app.use('/v1/admin/*', jwtAuth(deps.config.jwtSecret, { role: 'admin' }))
-  const ch = () => {
-    if (deps.ch === null) throw new AppError('unavailable', 'this API process has no ClickHouse connection')
-    return deps.ch
-  }
+  const ch = () => needClickHouse(deps)
 
   app.get('/v1/admin/overview', async (c) => {
     const q = parse(c.req.query())

@@ -13,14 +13,10 @@ import { Hono } from 'hono'
 import { z } from 'zod'
 import { HOUR_BUCKET } from '../admin-reports.ts'
 import type { ApiDeps } from '../context.ts'
+import { instant, needClickHouse, parseQuery } from '../query.ts'
 
 const DAY = 86_400_000
 export const MAX_POINTS = 2000
-
-const instant = z.union([
-  z.coerce.number().int(),
-  z.iso.datetime({ offset: true }).transform((s) => Date.parse(s)),
-])
 
 export const earningsQuery = z.object({
   interval: z.enum(['hour', 'day', 'week', 'month']).default('day'),
@@ -34,23 +30,6 @@ export const referralsQuery = z.object({
   cursor: z.string().max(512).optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),
 })
-
-function parseQuery<T extends z.ZodType>(schema: T, query: Record<string, string>): z.output<T> {
-  const r = schema.safeParse(query)
-  if (!r.success) {
-    throw new AppError(
-      'validation_failed',
-      'invalid query parameters',
-      r.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
-    )
-  }
-  return r.data
-}
-
-function needClickHouse(deps: ApiDeps): ClickHouse {
-  if (deps.ch === null) throw new AppError('unavailable', 'this API process has no ClickHouse connection')
-  return deps.ch
-}
 
 /** "ab…yz": enough for the referrer to recognise, not enough to find the user elsewhere. */
 export function maskUserId(id: string): string {

@@ -4,6 +4,7 @@ import { Hono } from 'hono'
 import { streamSSE } from 'hono/streaming'
 import type { ApiDeps } from '../context.ts'
 import { getOrCreateCode } from '../referral-codes.ts'
+import { walletBody } from './wallet.ts'
 
 export interface ReferrerStats extends Counters {
   total_clicks: number
@@ -64,21 +65,9 @@ export function meRoutes(deps: ApiDeps): Hono {
   app.get('/v1/me/stats', async (c) => c.json(await readStats(deps, c.get('auth').userId)))
 
   // the referrer's own wallet (the marketplace reads any user's at /v1/users/:id/wallet)
-  app.get('/v1/me/wallet', async (c) => {
-    const w = await readWallet(redis, keys, c.get('auth').userId, Date.now())
-    const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
-    return c.json({
-      balance_cents: w.balance_cents,
-      credits: w.credits.map((cr) => ({
-        id: cr.id,
-        source: cr.source,
-        amount_cents: cr.amount_cents,
-        remaining_cents: cr.remaining_cents,
-        granted_at: iso(cr.granted_at),
-        expires_at: iso(cr.expires_at),
-      })),
-    })
-  })
+  app.get('/v1/me/wallet', async (c) =>
+    c.json(walletBody(await readWallet(redis, keys, c.get('auth').userId, Date.now()))),
+  )
 
   app.get('/v1/me/stream', (c) => {
     const { userId } = c.get('auth')

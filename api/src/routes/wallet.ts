@@ -1,5 +1,5 @@
 import { AppError, opaqueId, spendEventId } from '@referral/core'
-import { publishStatsChanged, readWallet, spendWallet } from '@referral/workers'
+import { publishStatsChanged, readWallet, spendWallet, type Wallet } from '@referral/workers'
 import { Hono } from 'hono'
 import { z } from 'zod'
 import type { ApiDeps } from '../context.ts'
@@ -12,6 +12,21 @@ export const spendInput = z.object({
 })
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
+
+/** A wallet as the contract shows it (times as ISO-8601). */
+export function walletBody(w: Wallet) {
+  return {
+    balance_cents: w.balance_cents,
+    credits: w.credits.map((cr) => ({
+      id: cr.id,
+      source: cr.source,
+      amount_cents: cr.amount_cents,
+      remaining_cents: cr.remaining_cents,
+      granted_at: iso(cr.granted_at),
+      expires_at: iso(cr.expires_at),
+    })),
+  }
+}
 
 /** The marketplace's view of a user's wallet credit: read it, spend from it. */
 export function walletRoutes(deps: ApiDeps): Hono {
@@ -30,18 +45,7 @@ export function walletRoutes(deps: ApiDeps): Hono {
   }
 
   app.get('/v1/users/:user_id/wallet', async (c) => {
-    const wallet = await readWallet(redis, keys, userParam(c.req.param('user_id')), Date.now())
-    return c.json({
-      balance_cents: wallet.balance_cents,
-      credits: wallet.credits.map((cr) => ({
-        id: cr.id,
-        source: cr.source,
-        amount_cents: cr.amount_cents,
-        remaining_cents: cr.remaining_cents,
-        granted_at: iso(cr.granted_at),
-        expires_at: iso(cr.expires_at),
-      })),
-    })
+    return c.json(walletBody(await readWallet(redis, keys, userParam(c.req.param('user_id')), Date.now())))
   })
 
   app.post('/v1/users/:user_id/wallet/spend', async (c) => {

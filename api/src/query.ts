@@ -1,0 +1,29 @@
+import type { ClickHouse } from '@referral/clickhouse'
+import { AppError } from '@referral/core'
+import { z } from 'zod'
+import type { ApiDeps } from './context.ts'
+
+/** A point in time in a query string: epoch milliseconds or ISO-8601 with an offset. */
+export const instant = z.union([
+  z.coerce.number().int(),
+  z.iso.datetime({ offset: true }).transform((s) => Date.parse(s)),
+])
+
+/** Query parameters through a zod schema, or 400 with one detail per problem. */
+export function parseQuery<T extends z.ZodType>(schema: T, query: Record<string, string>): z.output<T> {
+  const r = schema.safeParse(query)
+  if (!r.success) {
+    throw new AppError(
+      'validation_failed',
+      'invalid query parameters',
+      r.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+    )
+  }
+  return r.data
+}
+
+/** The process's ClickHouse, or 503 where this API process has none (chDB owned by workers). */
+export function needClickHouse(deps: ApiDeps): ClickHouse {
+  if (deps.ch === null) throw new AppError('unavailable', 'this API process has no ClickHouse connection')
+  return deps.ch
+}
