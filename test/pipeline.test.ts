@@ -127,4 +127,15 @@ describe('event pipeline, end to end', () => {
     expect(res.status).toBe(202)
     await eventually(async () => expect((await statsFor(api, 'ivy')).total_clicks).toBe(1))
   })
+
+  it('reports its figures at /metrics in the Prometheus format', async () => {
+    const res = await api.get('/metrics', { authorization: '' })
+    expect(res.headers.get('content-type')).toMatch(/text\/plain/)
+    const text = await res.text()
+    const value = (name: string) => Number(text.match(new RegExp(`^${name} (\\S+)$`, 'm'))?.[1])
+    expect(value('ra_ingest_events_accepted_total')).toBeGreaterThanOrEqual(10)
+    expect(value('ra_worker_events_total')).toBeGreaterThanOrEqual(10)
+    expect(value('ra_ingest_queue_waiting_jobs')).toBe(0)
+    expect(text).toContain('# TYPE ra_ingest_events_accepted_total counter')
+  })
 })

@@ -34,6 +34,9 @@ export function createApp(deps: ApiDeps): Hono {
   // every /v1/me route is the referrer's own data: the JWT's sub is the only user it reads
   app.use('/v1/me/*', jwtAuth(deps.config.jwtSecret))
 
+  app.get('/metrics', async (c) =>
+    c.body(await deps.metrics.render(), 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }),
+  )
   app.get('/openapi.json', (c) => c.json(openApiDocument(deps.config.publicUrl)))
   app.get('/docs', (c) => c.html(DOCS_HTML))
 

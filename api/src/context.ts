@@ -4,6 +4,7 @@ import type { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { Backlog } from './backlog.ts'
 import type { EventSink } from './group-commit.ts'
+import type { Metrics } from './metrics.ts'
 import type { StatsHub } from './stats-hub.ts'
 
 /** What the HTTP layer needs from the process; built once in server/ and passed in. */
@@ -13,6 +14,8 @@ export interface ApiDeps {
   redis: Redis
   keys: Keys
   events: EventSink
+  /** what GET /metrics reports */
+  metrics: Metrics
   /** wakes SSE streams when a user's stats change */
   hub: StatsHub
   /** refuses new events while the ingest queue is too deep */

@@ -3,7 +3,7 @@ import type { Server } from 'node:http'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { serve } from '@hono/node-server'
-import { Backlog, createApp, GroupCommitter, StatsHub } from '@referral/api'
+import { Backlog, createApp, GroupCommitter, Metrics, StatsHub } from '@referral/api'
 import { type ClickHouse, migrate, openClickHouse } from '@referral/clickhouse'
 import {
   INGEST_JOB_OPTIONS,
@@ -98,10 +98,35 @@ export async function startService(opts: StartOptions): Promise<Service> {
 
     let ingestWorker: IngestWorker | null = null
     const stripe = makeStripe(config)
+    const metrics = new Metrics()
+    metrics.add({
+      name: 'ra_process_resident_memory_bytes',
+      help: 'RSS',
+      type: 'gauge',
+      read: () => process.memoryUsage().rss,
+    })
     if (runsWorkers) {
       if (ch === null) throw new Error('workers need ClickHouse')
       ingestWorker = await startIngestWorker({ config, redisUrl, keys, ch, log })
       const w = ingestWorker
+      metrics.add({
+        name: 'ra_worker_events_total',
+        help: 'events applied and stored by this process',
+        type: 'counter',
+        read: () => w.stats.events,
+      })
+      metrics.add({
+        name: 'ra_worker_groups_total',
+        help: 'groups of jobs applied',
+        type: 'counter',
+        read: () => w.stats.groups,
+      })
+      metrics.add({
+        name: 'ra_worker_failures_total',
+        help: 'groups that failed and were retried',
+        type: 'counter',
+        read: () => w.stats.failures,
+      })
       cleanups.push(() => w.close())
       if (stripe !== null) {
         const conn = makeRedis(redisUrl, 'worker', 'payouts')
@@ -170,6 +195,42 @@ export async function startService(opts: StartOptions): Promise<Service> {
       await hub.start()
       statsHub = hub
       const backlog = new Backlog(() => q.getWaitingCount(), config.maxQueuedJobs)
+      metrics.add({
+        name: 'ra_ingest_events_accepted_total',
+        help: 'events acknowledged with 202',
+        type: 'counter',
+        read: () => gc.stats.events,
+      })
+      metrics.add({
+        name: 'ra_ingest_batches_total',
+        help: 'queue writes (group commits)',
+        type: 'counter',
+        read: () => gc.stats.batches,
+      })
+      metrics.add({
+        name: 'ra_ingest_failed_batches_total',
+        help: 'queue writes that failed (503)',
+        type: 'counter',
+        read: () => gc.stats.failedBatches,
+      })
+      metrics.add({
+        name: 'ra_ingest_queue_waiting_jobs',
+        help: 'ingest jobs waiting',
+        type: 'gauge',
+        read: () => q.getWaitingCount(),
+      })
+      metrics.add({
+        name: 'ra_ingest_queue_failed_jobs',
+        help: 'ingest jobs in the failed set',
+        type: 'gauge',
+        read: () => q.getFailedCount(),
+      })
+      metrics.add({
+        name: 'ra_sse_clients',
+        help: 'open SSE streams',
+        type: 'gauge',
+        read: () => hub.clients,
+      })
       backlog.start()
       cleanups.push(async () => backlog.stop())
       const app = createApp({
@@ -179,6 +240,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
         events: gc,
         backlog,
         hub,
+        metrics,
         ch,
         log,
         webRoot: opts.webRoot ?? WEB_ROOT,
