@@ -19,9 +19,10 @@ export async function startChild(
   dataDir: string,
   port: number,
   env: Record<string, string> = {},
+  role: 'all' | 'api' | 'workers' = 'all',
 ): Promise<ChildService> {
   let out = ''
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'server/src/main.ts'], {
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'server/src/main.ts', `--role=${role}`], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? '',
@@ -44,6 +45,12 @@ export async function startChild(
   })
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)))
   const url = `http://127.0.0.1:${port}`
+  if (role === 'workers') {
+    // no HTTP here: ready once it says nothing went wrong for a moment
+    await new Promise((r) => setTimeout(r, 3000))
+    if (proc.exitCode !== null) throw new Error(`workers exited early (${proc.exitCode}):\n${out}`)
+    return { proc, url, output: () => out, exited }
+  }
   const deadline = Date.now() + 60_000
   while (Date.now() < deadline) {
     if (proc.exitCode !== null) throw new Error(`service exited early (${proc.exitCode}):\n${out}`)
