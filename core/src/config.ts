@@ -38,6 +38,7 @@ const envSchema = z.object({
   STRIPE_API_URL: optionalString.pipe(z.url().optional()),
   AUTO_PAYOUT_CRON: optionalString,
   DEMO_LOGIN: z.enum(['true', 'false']).optional(),
+  MIGRATE_ON_START: z.enum(['true', 'false']).default('true'),
   QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_-]+$/)
@@ -47,6 +48,9 @@ const envSchema = z.object({
   SHUTDOWN_GRACE_MS: intFrom(10_000, 100, 600_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
+
+/** Every environment variable the service reads (for .env.example and the docs). */
+export const CONFIG_VARIABLES = Object.keys(envSchema.shape)
 
 export type ProcessRole = 'all' | 'api' | 'workers'
 
@@ -81,6 +85,8 @@ export interface Config {
    * unset: on exactly when AUTH_JWT_SECRET is not set and the service generates one.
    */
   demoLogin: boolean | undefined
+  /** apply ClickHouse migrations at start (off when a one-shot migrate job does it) */
+  migrateOnStart: boolean
   /** cron pattern of the automatic payout run (e.g. "0 9 1 * *"); unset: payouts only on request */
   autoPayoutCron: string | undefined
   queuePrefix: string
@@ -129,6 +135,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     },
     autoPayoutCron: e.AUTO_PAYOUT_CRON,
     demoLogin: e.DEMO_LOGIN === undefined ? undefined : e.DEMO_LOGIN === 'true',
+    migrateOnStart: e.MIGRATE_ON_START === 'true',
     queuePrefix: e.QUEUE_PREFIX,
     clickRateLimitPerMinute: e.CLICK_RATE_LIMIT_PER_MINUTE,
     maxQueuedJobs: e.MAX_QUEUED_JOBS,

@@ -92,8 +92,10 @@ export async function startService(opts: StartOptions): Promise<Service> {
       ch = await openClickHouse(config)
       const c = ch
       cleanups.push(() => c.close())
-      const m = await migrate(ch)
-      if (m.applied.length > 0) log.info({ applied: m.applied }, 'clickhouse migrations applied')
+      if (config.migrateOnStart) {
+        const m = await migrate(ch)
+        if (m.applied.length > 0) log.info({ applied: m.applied }, 'clickhouse migrations applied')
+      }
     }
 
     let ingestWorker: IngestWorker | null = null
