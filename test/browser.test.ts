@@ -145,4 +145,38 @@ describe('referrer dashboard in a browser', () => {
       await phone.close()
     }
   })
+
+  it('the click script on the landing page counts one click per visit and hands over the visitor', async () => {
+    const api = http(child.url)
+    const code = await codeFor(api, 'script-ref')
+    // a browser's own user agent: headless Chromium's says HeadlessChrome, rightly a bot
+    const context = await browser.newContext({ userAgent: BROWSER_UA })
+    const landing = await context.newPage()
+    try {
+      await landing.goto(`${child.url}/landing?ref=${code.toLowerCase()}`)
+      await landing.getByText('You were invited').waitFor()
+      await expect
+        .poll(async () => (await statsFor(api, 'script-ref')).total_clicks, { timeout: 10_000 })
+        .toBe(1)
+      await landing.reload() // the same visit: no second click
+      await landing.getByText('You were invited').waitFor()
+      const visitor = String(await landing.evaluate('window.referral.visitorId()'))
+      expect(String(await landing.evaluate('window.referral.code()'))).toBe(code)
+      const cookies = await context.cookies(child.url)
+      expect(cookies.find((c) => c.name === 'ra_ref')?.value).toBe(code)
+      // the marketplace passes the visitor id on at signup: the referral is attributed
+      await api.post('/v1/events', {
+        type: 'signup',
+        id: 'script-signup',
+        user_id: 'script-friend',
+        visitor_id: visitor,
+      })
+      await expect
+        .poll(async () => (await statsFor(api, 'script-ref')).total_referrals, { timeout: 10_000 })
+        .toBe(1)
+      expect((await statsFor(api, 'script-ref')).total_clicks).toBe(1)
+    } finally {
+      await context.close()
+    }
+  })
 })
