@@ -51,7 +51,7 @@ describe('dashboard session', () => {
     }
   })
 
-  it('signs in locally as any user with the demo login, and logs out', async () => {
+  it('signs in locally as whichever user is named with the demo login, and logs out', async () => {
     const res = await api.get('/demo-login?user=demo-admin&role=admin&next=/admin', { authorization: '' })
     expect(res.status).toBe(302)
     const { value } = cookieOf(res)

@@ -81,7 +81,7 @@ export interface Config {
   dedupWindowDays: number
   stripe: { secretKey: string | undefined; webhookSecret: string | undefined; apiUrl: string | undefined }
   /**
-   * GET /demo-login signs anyone in as any user: only for local use. DEMO_LOGIN=true|false;
+   * GET /demo-login signs in as whichever user is asked for: only for local use. DEMO_LOGIN=true|false;
    * unset: on exactly when AUTH_JWT_SECRET is not set and the service generates one.
    */
   demoLogin: boolean | undefined

@@ -8,7 +8,7 @@ export interface RedisServerOptions {
   dir: string
   bin: string
   appendfsync: 'always' | 'everysec'
-  /** 0: any free port */
+  /** 0: a free port, chosen at start */
   port?: number
 }
 

@@ -57,7 +57,7 @@ function decodeCursor(s: string): Cursor {
 const EMPTY_POINT = { earnings_cents: 0, conversions: 0, signups: 0, clicks: 0 }
 type PointValues = typeof EMPTY_POINT
 
-/** A referrer's earnings, conversions, signups and clicks per bucket start (epoch ms) that has any. */
+/** A referrer's earnings, conversions, signups and clicks per bucket start (epoch ms) with activity. */
 export async function earningsSeries(
   ch: ClickHouse,
   userId: string,
