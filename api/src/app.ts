@@ -24,6 +24,11 @@ export function createApp(deps: ApiDeps): Hono {
   app.onError(makeErrorHandler(deps.log))
   app.notFound(notFound)
   app.use('*', requestId())
+  // while shutting down, every answer ends its keep-alive connection so the server can close
+  app.use('*', async function drain(c, next) {
+    await next()
+    if (deps.lifecycle.draining) c.header('Connection', 'close')
+  })
   // browser-facing responses; the marketplace's ingest calls are spared the header work
   const headers = secureHeaders({ crossOriginResourcePolicy: false })
   app.use('*', async function secure(c, next) {

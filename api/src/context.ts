@@ -14,6 +14,8 @@ export interface ApiDeps {
   redis: Redis
   keys: Keys
   events: EventSink
+  /** set when the process is shutting down: responses then close their connection */
+  lifecycle: { draining: boolean }
   /** what GET /metrics reports */
   metrics: Metrics
   /** wakes SSE streams when a user's stats change */

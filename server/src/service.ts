@@ -191,6 +191,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
         { maxBatchEvents: 5000, maxInFlight: 4 },
       )
       committer = gc
+      const lifecycle = { draining: false }
       const subscriber = makeRedis(redisUrl, 'subscriber', 'api')
       subscriber.on('error', (e) => log.warn({ err: e.message }, 'subscriber redis'))
       const hub = new StatsHub(subscriber, keys, log)
@@ -243,6 +244,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
         backlog,
         hub,
         metrics,
+        lifecycle,
         ch,
         log,
         webRoot: opts.webRoot ?? WEB_ROOT,
@@ -263,7 +265,13 @@ export async function startService(opts: StartOptions): Promise<Service> {
       cleanups.push(
         () =>
           new Promise<void>((res) => {
-            server.close(() => res())
+            lifecycle.draining = true
+            // connections busy now close after their answer (drain middleware); idle ones now
+            const sweep = setInterval(() => server.closeIdleConnections(), 50)
+            server.close(() => {
+              clearInterval(sweep)
+              res()
+            })
             server.closeIdleConnections()
           }),
       )
