@@ -27,3 +27,6 @@ export function needClickHouse(deps: ApiDeps): ClickHouse {
   if (deps.ch === null) throw new AppError('unavailable', 'this API process has no ClickHouse connection')
   return deps.ch
 }
+
+/** An epoch-ms time as ISO-8601, null staying null. */
+export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())

@@ -1,7 +1,10 @@
 import type { Keys, Logger } from '@referral/core'
+import type { SSEStreamingApi } from 'hono/streaming'
 import type { Redis } from 'ioredis'
 
 type Listener = () => void
+
+const HEARTBEAT_MS = 15_000
 
 /**
  * Fan-out of "these referrers' stats changed" to the SSE clients of this process. Workers
@@ -61,6 +64,24 @@ export class StatsHub {
   watchFeed(onFeed: (message: string) => void): () => void {
     this.feedListeners.add(onFeed)
     return () => this.feedListeners.delete(onFeed)
+  }
+
+  /**
+   * Holds an SSE stream open: runs `start`, sends a heartbeat every 15 s, and returns when
+   * the client goes away or the hub closes (shutdown), after running `stop`.
+   */
+  async hold(stream: SSEStreamingApi, start: () => Promise<void>, stop: () => void): Promise<void> {
+    const heartbeat = setInterval(() => void stream.writeSSE({ event: 'ping', data: '' }), HEARTBEAT_MS)
+    try {
+      await start()
+      await new Promise<void>((resolve) => {
+        stream.onAbort(resolve)
+        this.onClose(resolve)
+      })
+    } finally {
+      clearInterval(heartbeat)
+      stop()
+    }
   }
 
   /** Runs `f` when the hub closes (shutdown), at once if it is closed already. */

@@ -1,32 +1,21 @@
 import { getOrCreateCode } from '@referral/api'
-import { type ClickHouse, migrate, openClickHouse } from '@referral/clickhouse'
-import { makeKeys, makeRedis, type QueuedEvent, whenReady } from '@referral/core'
+import type { ClickHouse } from '@referral/clickhouse'
+import { makeKeys, type QueuedEvent } from '@referral/core'
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startTestRedis, tempDir } from '../../test/support/env.ts'
+import { openStores, type Stores } from '../../test/support/stores.ts'
 import { processJobs } from '../src/process.ts'
 import { readCounters, reconcile } from '../src/reconcile.ts'
 
 describe('reconcile', () => {
-  const dir = tempDir()
   const keys = makeKeys('rc')
-  let server: Awaited<ReturnType<typeof startTestRedis>>
+  let stores: Stores
   let redis: Redis
   let ch: ClickHouse
 
   beforeAll(async () => {
-    server = await startTestRedis(`${dir.path}/redis`)
-    redis = await whenReady(makeRedis(server.url, 'transaction'))
-    ch = await openClickHouse({
-      dataDir: dir.path,
-      clickhouse: {
-        url: process.env.CLICKHOUSE_URL,
-        database: 'reconcile_test',
-        user: undefined,
-        password: undefined,
-      },
-    })
-    await migrate(ch)
+    stores = await openStores('reconcile_test')
+    ;({ redis, ch } = stores)
     const code = await getOrCreateCode(redis, keys, 'r1')
     const ts = Date.now()
     const events: QueuedEvent[] = [
@@ -39,10 +28,7 @@ describe('reconcile', () => {
     await processJobs(redis, keys, ch, [{ id: 'j1', events }], opts)
   })
   afterAll(async () => {
-    redis?.disconnect()
-    await ch?.close()
-    await server?.stop()
-    dir.remove()
+    await stores?.close()
   })
 
   it('finds no drift when Redis agrees with ClickHouse', async () => {

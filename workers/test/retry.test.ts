@@ -1,9 +1,10 @@
 import { getOrCreateCode } from '@referral/api'
-import { type ClickHouse, migrate, openClickHouse, queryRows } from '@referral/clickhouse'
+import { type ClickHouse, queryRows } from '@referral/clickhouse'
 import { makeKeys, makeRedis, type QueuedEvent, whenReady } from '@referral/core'
+import type { RedisServer } from '@referral/server'
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startTestRedis, tempDir } from '../../test/support/env.ts'
+import { openStores, type Stores } from '../../test/support/stores.ts'
 import { applyJobs, finishJobs } from '../src/apply.ts'
 import { processJobs } from '../src/process.ts'
 import { readCounters } from '../src/reconcile.ts'
@@ -14,38 +15,25 @@ import { storeGroup } from '../src/store.ts'
  * is reproduced by running the job's steps up to it, then the whole job again.
  */
 describe('a job retried after the worker died', () => {
-  const dir = tempDir()
   const keys = makeKeys('t')
   const opts = {
     attributionWindowMs: 30 * 86_400_000,
     dedupWindowSeconds: 8 * 86_400,
     resolutionTtlSeconds: 3600,
   }
-  let server: Awaited<ReturnType<typeof startTestRedis>>
+  let stores: Stores
+  let server: RedisServer
   let redis: Redis
   let ch: ClickHouse
   let code: string
 
   beforeAll(async () => {
-    server = await startTestRedis(`${dir.path}/redis`)
-    redis = await whenReady(makeRedis(server.url, 'transaction'))
-    ch = await openClickHouse({
-      dataDir: dir.path,
-      clickhouse: {
-        url: process.env.CLICKHOUSE_URL,
-        database: 'retry_test',
-        user: undefined,
-        password: undefined,
-      },
-    })
-    await migrate(ch)
+    stores = await openStores('retry_test')
+    ;({ server, redis, ch } = stores)
     code = await getOrCreateCode(redis, keys, 'ref')
   })
   afterAll(async () => {
-    redis?.disconnect()
-    await ch?.close()
-    await server?.stop()
-    dir.remove()
+    await stores?.close()
   })
 
   const events = (prefix: string): QueuedEvent[] => {

@@ -135,17 +135,7 @@ export function adminRoutes(deps: ApiDeps): Hono {
       const unwatch = deps.hub.watchFeed(
         (message) => void stream.writeSSE({ event: 'events', data: message }),
       )
-      const heartbeat = setInterval(() => void stream.writeSSE({ event: 'ping', data: '' }), 15_000)
-      try {
-        await stream.writeSSE({ event: 'ready', data: '{}' })
-        await new Promise<void>((resolve) => {
-          stream.onAbort(resolve)
-          deps.hub.onClose(resolve)
-        })
-      } finally {
-        clearInterval(heartbeat)
-        unwatch()
-      }
+      await deps.hub.hold(stream, () => stream.writeSSE({ event: 'ready', data: '{}' }), unwatch)
     }),
   )
   app.get('/v1/admin/export.csv', async (c) => {

@@ -94,23 +94,11 @@ export function meRoutes(deps: ApiDeps): Hono {
         }
       }
       const unwatch = deps.hub.watch(userId, () => void send())
-      const heartbeat = setInterval(() => void stream.writeSSE({ event: 'ping', data: '' }), HEARTBEAT_MS)
-      try {
-        await send()
-        await new Promise<void>((resolve) => {
-          stream.onAbort(resolve)
-          deps.hub.onClose(resolve)
-        })
-      } finally {
-        clearInterval(heartbeat)
-        unwatch()
-      }
+      await deps.hub.hold(stream, send, unwatch)
     })
   })
   return app
 }
-
-const HEARTBEAT_MS = 15_000
 
 export async function readStats(deps: ApiDeps, userId: string): Promise<ReferrerStats> {
   const { redis, keys } = deps

@@ -9,6 +9,7 @@ import {
 } from '@referral/workers'
 import { Hono } from 'hono'
 import type { ApiDeps } from '../context.ts'
+import { iso } from '../query.ts'
 
 // KEYS[1] user; ARGV[1] now. The upgrade time is set once: commissions on purchases before it
 // stay at the Basic rate, whatever order events arrive in.
@@ -17,8 +18,6 @@ redis.call('HSETNX', KEYS[1], 'partner_since', ARGV[1])
 redis.call('HSET', KEYS[1], 'track', 'partner')
 return redis.call('HGET', KEYS[1], 'partner_since')
 `
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
 
 export function payoutBody(p: Payout) {
   return {

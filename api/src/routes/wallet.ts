@@ -5,13 +5,12 @@ import { z } from 'zod'
 import type { ApiDeps } from '../context.ts'
 import { ingestKeyAuth } from '../middleware/auth.ts'
 import { readJson } from '../middleware/json-body.ts'
+import { iso } from '../query.ts'
 
 export const spendInput = z.object({
   id: opaqueId,
   amount_cents: z.number().int('whole cents').positive('greater than zero').max(100_000_000_00, 'too large'),
 })
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
 
 /** A wallet as the contract shows it (times as ISO-8601). */
 export function walletBody(w: Wallet) {
