@@ -27,9 +27,37 @@ export const HOUR_BUCKET: Record<Interval, string> = {
   month: 'toUnixTimestamp(toDateTime(toStartOfMonth(hour, {tz:String}), {tz:String})) * 1000',
 }
 
+/**
+ * Which events a report counts by their fraud flags: all of them, only the unflagged, or only
+ * the flagged. Every growth report takes it (`?flagged=`).
+ */
+export const FLAG_FILTERS = ['include', 'exclude', 'only'] as const
+export type FlagFilter = (typeof FLAG_FILTERS)[number]
+/** the filter as a condition on raw events */
+const FLAGGED_EVENTS: Record<FlagFilter, string> = {
+  include: '1',
+  exclude: 'empty(flags)',
+  only: 'notEmpty(flags)',
+}
+
 const METRICS = ['clicks', 'signups', 'conversions', 'revenue_cents', 'commission_cents'] as const
-const METRICS_SQL = `sum(clicks) AS clicks, sum(referred_signups) AS signups, sum(conversions) AS conversions,
-  sum(revenue_cents) AS revenue_cents, sum(commission_cents) AS commission_cents`
+
+/** A rollup's metric summed under a flag filter, from the column and its flagged_ share. */
+function metric(column: string, flagged: string, as: string, f: FlagFilter): string {
+  if (f === 'include') return `sum(${column}) AS ${as}`
+  if (f === 'only') return `sum(${flagged}) AS ${as}`
+  return `toInt64(sum(${column})) - toInt64(sum(${flagged})) AS ${as}`
+}
+/** the metrics of rollup_hourly (signups there: referred_signups) or rollup_referrer_daily */
+function metricsSql(f: FlagFilter, signups: 'referred_signups' | 'signups'): string {
+  return [
+    metric('clicks', 'flagged_clicks', 'clicks', f),
+    metric(signups, 'flagged_signups', 'signups', f),
+    metric('conversions', 'flagged_conversions', 'conversions', f),
+    metric('revenue_cents', 'flagged_revenue_cents', 'revenue_cents', f),
+    metric('commission_cents', 'flagged_commission_cents', 'commission_cents', f),
+  ].join(', ')
+}
 
 const numbers = (r: Record<string, string>, keys: readonly string[]) =>
   Object.fromEntries(keys.map((k) => [k, Number(r[k] ?? 0)])) as Record<string, number>
@@ -40,6 +68,7 @@ export async function timeseries(
   interval: Interval,
   tz: string,
   maxPoints: number,
+  flagged: FlagFilter = 'include',
 ): Promise<Row[]> {
   const starts = buckets(range.from, range.to, tz, interval, maxPoints)
   if (starts === null) {
@@ -49,32 +78,61 @@ export async function timeseries(
   }
   const rows = await queryRows<Record<string, string>>(
     ch,
-    `SELECT ${HOUR_BUCKET[interval]} AS t, ${METRICS_SQL} FROM rollup_hourly WHERE ${HOUR_RANGE} GROUP BY t`,
+    `SELECT ${HOUR_BUCKET[interval]} AS t, ${metricsSql(flagged, 'referred_signups')}
+     FROM rollup_hourly WHERE ${HOUR_RANGE} GROUP BY t`,
     { ...range, from: starts[0] ?? range.from, tz },
   )
   const byT = new Map(rows.map((r) => [Number(r.t), numbers(r, METRICS)]))
   return starts.map((t) => ({ t: isoInZone(t, tz), ...(byT.get(t) ?? numbers({}, METRICS)) }))
 }
 
-export async function overview(ch: ClickHouse, now: number, tz: string): Promise<Row[]> {
+/**
+ * All time, today and yesterday. Besides the filtered metrics, each period says how much was
+ * flagged and the conversion rate without it, so the effect of the fraud rules shows at once.
+ */
+export async function overview(
+  ch: ClickHouse,
+  now: number,
+  tz: string,
+  flagged: FlagFilter = 'include',
+): Promise<Row[]> {
   const today = bucketStart(now, tz, 'day')
   const yesterday = bucketStart(today - 1, tz, 'day')
+  const cols = `${metricsSql(flagged, 'referred_signups')}, sum(flagged_signups) AS flagged_signups,
+    sum(flagged_conversions) AS flagged_conversions, sum(flagged_commission_cents) AS flagged_commission_cents,
+    sum(referred_signups) AS all_signups, sum(conversions) AS all_conversions`
   const rows = await queryRows<Record<string, string>>(
     ch,
-    `SELECT 'all' AS period, ${METRICS_SQL} FROM rollup_hourly
-     UNION ALL SELECT 'today', ${METRICS_SQL} FROM rollup_hourly WHERE hour >= fromUnixTimestamp64Milli({today:Int64})
-     UNION ALL SELECT 'yesterday', ${METRICS_SQL} FROM rollup_hourly
+    `SELECT 'all' AS period, ${cols} FROM rollup_hourly
+     UNION ALL SELECT 'today', ${cols} FROM rollup_hourly WHERE hour >= fromUnixTimestamp64Milli({today:Int64})
+     UNION ALL SELECT 'yesterday', ${cols} FROM rollup_hourly
        WHERE hour >= fromUnixTimestamp64Milli({yesterday:Int64}) AND hour < fromUnixTimestamp64Milli({today:Int64})`,
     { today, yesterday },
   )
+  const rate = (conversions: number, signups: number) => (signups === 0 ? 0 : conversions / signups)
   const order = ['all', 'today', 'yesterday']
   return order.map((period) => {
     const r = rows.find((x) => x.period === period) ?? {}
     const m = numbers(r, METRICS)
+    const x = numbers(r, [
+      'flagged_signups',
+      'flagged_conversions',
+      'flagged_commission_cents',
+      'all_signups',
+      'all_conversions',
+    ])
+    const all = { signups: x.all_signups ?? 0, conversions: x.all_conversions ?? 0 }
+    const flaggedSignups = x.flagged_signups ?? 0
+    const flaggedConversions = x.flagged_conversions ?? 0
     return {
       period,
       ...m,
-      conversion_rate: (m.signups ?? 0) === 0 ? 0 : (m.conversions ?? 0) / (m.signups ?? 1),
+      conversion_rate: rate(m.conversions ?? 0, m.signups ?? 0),
+      flagged_signups: flaggedSignups,
+      flagged_conversions: flaggedConversions,
+      flagged_commission_cents: x.flagged_commission_cents ?? 0,
+      conversion_rate_all: rate(all.conversions, all.signups),
+      conversion_rate_unflagged: rate(all.conversions - flaggedConversions, all.signups - flaggedSignups),
     }
   })
 }
@@ -86,15 +144,21 @@ const RANK = {
 } as const
 export type RankBy = keyof typeof RANK
 
-export async function topReferrers(ch: ClickHouse, range: Range, by: RankBy, limit: number): Promise<Row[]> {
+export async function topReferrers(
+  ch: ClickHouse,
+  range: Range,
+  by: RankBy,
+  limit: number,
+  flagged: FlagFilter = 'include',
+): Promise<Row[]> {
   const rows = await queryRows<Record<string, string>>(
     ch,
-    `SELECT referrer_id, sum(clicks) AS clicks, sum(signups) AS signups, sum(conversions) AS conversions,
-            sum(revenue_cents) AS revenue_cents, sum(commission_cents) AS commission_cents,
+    `SELECT referrer_id, ${metricsSql(flagged, 'signups')}, sum(flagged_signups) AS flagged_signups,
             if(signups = 0, 0, conversions / signups) AS conversion_rate
      FROM rollup_referrer_daily
      WHERE day >= toDate(fromUnixTimestamp64Milli({from:Int64})) AND day <= toDate(fromUnixTimestamp64Milli({to:Int64}))
      GROUP BY referrer_id
+     HAVING ${flagged === 'only' ? 'flagged_signups > 0 OR clicks > 0 OR commission_cents != 0' : '1'}
      ORDER BY ${RANK[by]} DESC, conversions DESC, referrer_id
      LIMIT {limit:UInt32}`,
     { ...range, limit },
@@ -108,6 +172,7 @@ export async function topReferrers(ch: ClickHouse, range: Range, by: RankBy, lim
       'revenue_cents',
       'commission_cents',
       'conversion_rate',
+      'flagged_signups',
     ]),
   }))
 }
@@ -126,18 +191,24 @@ export const BREAKDOWNS = {
 export type BreakdownBy = keyof typeof BREAKDOWNS
 
 /** Counted clicks by a dimension, with the signups and conversions of the visitors who clicked. */
-export async function breakdown(ch: ClickHouse, range: Range, by: BreakdownBy): Promise<Row[]> {
+export async function breakdown(
+  ch: ClickHouse,
+  range: Range,
+  by: BreakdownBy,
+  flagged: FlagFilter = 'include',
+): Promise<Row[]> {
+  const f = FLAGGED_EVENTS[flagged]
   const rows = await queryRows<Record<string, string>>(
     ch,
     `SELECT c.value AS value, count() AS clicks,
             uniqExactIf(s.user_id, s.user_id != '') AS signups,
             uniqExactIf(s.user_id, p.user_id != '') AS conversions
      FROM (SELECT visitor_id, ${BREAKDOWNS[by]} AS value FROM events
-           WHERE type = 'click' AND counted = 1 AND ${RANGE}) AS c
+           WHERE type = 'click' AND counted = 1 AND ${RANGE} AND ${f}) AS c
      LEFT JOIN (SELECT visitor_id, any(user_id) AS user_id FROM events
-                WHERE type = 'signup' AND counted = 1 AND visitor_id != '' GROUP BY visitor_id) AS s
+                WHERE type = 'signup' AND counted = 1 AND visitor_id != '' AND ${f} GROUP BY visitor_id) AS s
        ON s.visitor_id = c.visitor_id
-     LEFT JOIN (SELECT DISTINCT user_id FROM events WHERE type = 'purchase' AND first_purchase = 1) AS p
+     LEFT JOIN (SELECT DISTINCT user_id FROM events WHERE type = 'purchase' AND first_purchase = 1 AND ${f}) AS p
        ON p.user_id = s.user_id
      GROUP BY value ORDER BY clicks DESC, value LIMIT 200`,
     range,
@@ -154,7 +225,9 @@ export async function funnel(
   ch: ClickHouse,
   range: Range,
   windowSeconds: number,
+  flagged: FlagFilter = 'include',
 ): Promise<{ steps: Row[]; time_to_convert: Row[] }> {
+  const f = FLAGGED_EVENTS[flagged]
   const [levels, ttc] = await Promise.all([
     queryRows<{ level: string; visitors: string }>(
       ch,
@@ -162,12 +235,12 @@ export async function funnel(
          SELECT key, windowFunnel({window:UInt64})(t, type = 'click', type = 'signup', type = 'purchase') AS level
          FROM (
            SELECT visitor_id AS key, toDateTime(ts) AS t, type FROM events
-           WHERE type IN ('click', 'signup') AND counted = 1 AND visitor_id != '' AND ${RANGE}
+           WHERE type IN ('click', 'signup') AND counted = 1 AND visitor_id != '' AND ${RANGE} AND ${f}
            UNION ALL
            SELECT s.signup_visitor AS key, toDateTime(p.ts) AS t, 'purchase' AS type
-           FROM (SELECT user_id, ts FROM events WHERE type = 'purchase' AND first_purchase = 1 AND ${RANGE}) AS p
+           FROM (SELECT user_id, ts FROM events WHERE type = 'purchase' AND first_purchase = 1 AND ${RANGE} AND ${f}) AS p
            INNER JOIN (SELECT user_id, any(visitor_id) AS signup_visitor FROM events
-                       WHERE type = 'signup' AND counted = 1 AND visitor_id != '' GROUP BY user_id) AS s
+                       WHERE type = 'signup' AND counted = 1 AND visitor_id != '' AND ${f} GROUP BY user_id) AS s
              ON s.user_id = p.user_id
          )
          GROUP BY key
@@ -180,8 +253,8 @@ export async function funnel(
               count() AS buyers
        FROM (
          SELECT dateDiff('second', s.ts, p.ts) AS d
-         FROM (SELECT user_id, ts FROM events WHERE type = 'purchase' AND first_purchase = 1 AND ${RANGE}) AS p
-         INNER JOIN (SELECT user_id, min(ts) AS ts FROM events WHERE type = 'signup' AND counted = 1 GROUP BY user_id) AS s
+         FROM (SELECT user_id, ts FROM events WHERE type = 'purchase' AND first_purchase = 1 AND ${RANGE} AND ${f}) AS p
+         INNER JOIN (SELECT user_id, min(ts) AS ts FROM events WHERE type = 'signup' AND counted = 1 AND ${f} GROUP BY user_id) AS s
            ON s.user_id = p.user_id
        ) GROUP BY bucket`,
       range,

@@ -8,6 +8,7 @@ import { makeErrorHandler, notFound } from './errors.ts'
 import { jwtAuth } from './middleware/auth.ts'
 import { DOCS_HTML, openApiDocument } from './openapi.ts'
 import { adminRoutes } from './routes/admin.ts'
+import { adminFraudRoutes } from './routes/admin-fraud.ts'
 import { eventRoutes } from './routes/events.ts'
 import { healthRoutes } from './routes/health.ts'
 import { meRoutes } from './routes/me.ts'
@@ -54,6 +55,7 @@ export function createApp(deps: ApiDeps): Hono {
   app.route('/', partnerRoutes(deps))
   app.route('/', stripeWebhookRoutes(deps))
   app.route('/', adminRoutes(deps))
+  app.route('/', adminFraudRoutes(deps))
   app.route('/', sessionRoutes(deps))
 
   if (existsSync(deps.webRoot)) {

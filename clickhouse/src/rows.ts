@@ -2,7 +2,7 @@
 
 export interface EventRow {
   id: string
-  type: 'click' | 'signup' | 'purchase' | 'refund' | 'spend'
+  type: 'click' | 'signup' | 'purchase' | 'refund' | 'spend' | 'decision'
   ts: number
   received_at: number
   referrer_id: string
@@ -27,6 +27,8 @@ export interface EventRow {
   user_agent: string
   country: string
   is_bot: 0 | 1
+  /** fraud flags (workers/src/fraud.ts); absent when none */
+  flags?: string[]
 }
 
 export type LedgerKind =
@@ -37,12 +39,19 @@ export type LedgerKind =
   | 'spend'
   | 'payout'
   | 'payout_failure'
+  | 'hold_release'
+  | 'commission_approved'
+  | 'commission_rejected'
+
+/** The ledger kinds that make a referrer's earnings (net of refunds and rejected holds). */
+export const EARNING_KINDS_SQL = "('commission', 'commission_reversal', 'commission_rejected')"
 
 export interface LedgerRow {
   entry_id: string
   kind: LedgerKind
   user_id: string
-  account: 'wallet' | 'cash'
+  /** held: a flagged commission until an admin approves (wallet or cash) or rejects it */
+  account: 'wallet' | 'cash' | 'held'
   amount_cents: number
   event_id: string
   source_user_id: string

@@ -46,11 +46,42 @@ const envSchema = z.object({
   CLICK_RATE_LIMIT_PER_MINUTE: intFrom(120, 1, 1_000_000),
   MAX_QUEUED_JOBS: intFrom(20_000, 0, 100_000_000),
   SHUTDOWN_GRACE_MS: intFrom(10_000, 100, 600_000),
+  FRAUD_HOLD: z.enum(['true', 'false']).default('true'),
+  FRAUD_MAX_SIGNUPS_PER_IP: intFrom(3, 1, 1_000_000),
+  FRAUD_MAX_SIGNUPS_PER_VISITOR: intFrom(1, 1, 1_000_000),
+  FRAUD_SIGNUP_WINDOW_MINUTES: intFrom(60, 1, 7 * 24 * 60),
+  FRAUD_MAX_CLICKS_PER_MINUTE: intFrom(30, 1, 1_000_000),
+  FRAUD_REFUND_RATE_PERCENT: intFrom(25, 1, 100),
+  FRAUD_REFUND_MIN_PURCHASES: intFrom(4, 1, 1_000_000),
+  FRAUD_DISPOSABLE_DOMAINS: optionalString,
+  WEBHOOK_URL: optionalString,
+  WEBHOOK_SECRET: optionalString.pipe(z.string().min(16, 'at least 16 characters').optional()),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
 
 /** Every environment variable the service reads (for .env.example and the docs). */
 export const CONFIG_VARIABLES = Object.keys(envSchema.shape)
+
+/** The thresholds of the fraud rules (docs/FRAUD.md explains each). */
+export interface FraudConfig {
+  /** hold flagged commissions until an admin decides; false: flag only */
+  hold: boolean
+  maxSignupsPerIp: number
+  maxSignupsPerVisitor: number
+  signupWindowMs: number
+  maxClicksPerMinute: number
+  /** a referrer whose referred purchases are refunded above this share (0..1) */
+  refundRate: number
+  /** ... once they have at least this many referred purchases */
+  refundMinPurchases: number
+  /** added to the built-in list of disposable email domains */
+  disposableDomains: string[]
+}
+
+export interface WebhookEndpoint {
+  url: string
+  secret: string
+}
 
 export type ProcessRole = 'all' | 'api' | 'workers'
 
@@ -94,6 +125,9 @@ export interface Config {
   /** ingest jobs waiting past which POST /v1/events answers 503; 0: no limit */
   maxQueuedJobs: number
   shutdownGraceMs: number
+  fraud: FraudConfig
+  /** where outgoing webhooks go (WEBHOOK_URL, comma-separated for several); empty: none */
+  webhooks: WebhookEndpoint[]
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 }
 
@@ -110,6 +144,19 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`))
   }
   const e = parsed.data
+  const webhookUrls = (e.WEBHOOK_URL ?? '')
+    .split(',')
+    .map((u) => u.trim())
+    .filter((u) => u !== '')
+  const problems: string[] = []
+  for (const u of webhookUrls) {
+    if (!z.url({ protocol: /^https?$/ }).safeParse(u).success)
+      problems.push(`WEBHOOK_URL: not an http(s) URL: ${u}`)
+  }
+  if (webhookUrls.length > 0 && e.WEBHOOK_SECRET === undefined) {
+    problems.push('WEBHOOK_SECRET: required when WEBHOOK_URL is set (receivers check the signature with it)')
+  }
+  if (problems.length > 0) throw new ConfigError(problems)
   const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/$/, '')
   return {
     port: e.PORT,
@@ -140,6 +187,20 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     clickRateLimitPerMinute: e.CLICK_RATE_LIMIT_PER_MINUTE,
     maxQueuedJobs: e.MAX_QUEUED_JOBS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    fraud: {
+      hold: e.FRAUD_HOLD === 'true',
+      maxSignupsPerIp: e.FRAUD_MAX_SIGNUPS_PER_IP,
+      maxSignupsPerVisitor: e.FRAUD_MAX_SIGNUPS_PER_VISITOR,
+      signupWindowMs: e.FRAUD_SIGNUP_WINDOW_MINUTES * 60_000,
+      maxClicksPerMinute: e.FRAUD_MAX_CLICKS_PER_MINUTE,
+      refundRate: e.FRAUD_REFUND_RATE_PERCENT / 100,
+      refundMinPurchases: e.FRAUD_REFUND_MIN_PURCHASES,
+      disposableDomains: (e.FRAUD_DISPOSABLE_DOMAINS ?? '')
+        .split(',')
+        .map((d) => d.trim().toLowerCase())
+        .filter((d) => d !== ''),
+    },
+    webhooks: webhookUrls.map((url) => ({ url, secret: e.WEBHOOK_SECRET ?? '' })),
     logLevel: e.LOG_LEVEL,
   }
 }

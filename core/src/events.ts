@@ -74,6 +74,10 @@ export const signupInput = z.object({
   user_id: opaqueId,
   ref: referralCode.optional(),
   visitor_id: opaqueId.optional(),
+  /** the new user's address: only its domain is kept, for the fraud rules (never stored whole) */
+  email: z.email('an email address').max(320, 'at most 320 characters').optional(),
+  /** the address the signup came from, for the fraud rules */
+  ip: z.union([z.ipv4(), z.ipv6()]).optional(),
   ts: timestamp.optional(),
 })
 
@@ -145,7 +149,20 @@ export interface SpendEvent extends Settled {
   /** the credits it drew on, soonest-expiring first */
   allocations: Array<{ credit_id: string; amount_cents: number }>
 }
-export type QueuedEvent = ClickEvent | SignupEvent | PurchaseEvent | RefundEvent | SpendEvent
+/**
+ * Not accepted from outside: an admin's decision on a held commission, queued so that it is
+ * applied in order with the purchase's refunds and moves money exactly once. Its id is the
+ * purchase id: the first decision on a hold wins.
+ */
+export interface DecisionEvent extends Settled {
+  type: 'decision'
+  purchase_id: string
+  decision: 'approve' | 'reject'
+  /** the admin's user id */
+  by: string
+  reason?: string
+}
+export type QueuedEvent = ClickEvent | SignupEvent | PurchaseEvent | RefundEvent | SpendEvent | DecisionEvent
 
 export function spendEventId(userId: string, spendId: string): string {
   return `${userId.length}:${userId}:${spendId}`

@@ -21,7 +21,7 @@ export interface Keys {
   wallet(userId: string): string
   /** a recorded wallet spend, for idempotency (JSON, TTL = dedup window) */
   spend(userId: string, spendId: string): string
-  /** a user's cash balance (hash: cash) */
+  /** a user's cash balance and held commissions (hash: cash, held) */
   balance(userId: string): string
   /** a payout: user, amount_cents, status, account, transfer_id, times (hash) */
   payout(payoutId: string): string
@@ -33,6 +33,10 @@ export interface Keys {
   partners(): string
   /** the user id that owns a Stripe connected account (string) */
   stripeAccount(accountId: string): string
+  /** recent event times of a fraud window, e.g. signups from one IP (JSON array, TTL = window) */
+  fraudWindow(window: string): string
+  /** held commissions awaiting an admin's decision: purchase ids by time (sorted set) */
+  pendingHolds(): string
   /** a referrer's live counters (hash) */
   stats(userId: string): string
   /** counters over all referrers (hash) */
@@ -70,6 +74,8 @@ export function makeKeys(prefix: string): Keys {
     pendingPayouts: () => `${p}payouts-pending`,
     stripeAccount: (accountId) => `${p}stripe-account:${accountId}`,
     partners: () => `${p}partners`,
+    fraudWindow: (window) => `${p}fraud:${window}`,
+    pendingHolds: () => `${p}holds-pending`,
     stats: (userId) => `${p}stats:${userId}`,
     globalStats: () => `${p}stats-global`,
     jobGroup: (jobId) => `${p}job:${jobId}`,

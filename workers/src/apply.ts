@@ -69,7 +69,7 @@ for i = 2, m + 1 do
   if redis.call('EXISTS', KEYS[i]) == 1 then return -2 end
 end
 for i = 2, m + 1 do redis.call('SET', KEYS[i], '1', 'EX', ARGV[2]) end
-local allowed = { SET = true, HSET = true, HINCRBY = true, DEL = true, PUBLISH = true }
+local allowed = { SET = true, HSET = true, HINCRBY = true, DEL = true, ZADD = true, ZREM = true, PUBLISH = true }
 local i = 4
 while i <= #ARGV do
   local op, key, argc = ARGV[i], KEYS[tonumber(ARGV[i + 1])], tonumber(ARGV[i + 2])
@@ -133,7 +133,14 @@ export async function applyJobs(
         resolution: {
           rows: res.rows.map(compactRow),
           ledger: res.ledger,
-          changed: [...new Set([...res.counters.keys(), ...res.credits.keys(), ...res.cash.keys()])],
+          changed: [
+            ...new Set([
+              ...res.counters.keys(),
+              ...res.credits.keys(),
+              ...res.cash.keys(),
+              ...res.onHold.keys(),
+            ]),
+          ],
           expiries: res.expiries,
         },
       }
@@ -211,6 +218,10 @@ async function load(redis: Redis, keys: Keys, needs: Needs, snap: StateSnapshot)
     p.get(keys.heldRefunds(id))
     readers.push((v) => snap.held.set(id, v === null ? [] : (JSON.parse(v as string) as HeldRefund[])))
   }
+  for (const w of needs.recent) {
+    p.get(keys.fraudWindow(w))
+    readers.push((v) => snap.recent.set(w, v === null ? [] : (JSON.parse(v as string) as number[])))
+  }
   const results = await p.exec()
   if (results === null) throw new Error('pipeline returned no results')
   results.forEach(([err, value], i) => {
@@ -256,7 +267,11 @@ class OpList {
   private readonly index = new Map<string, number>()
   constructor(private readonly firstIndex: number) {}
 
-  add(op: 'SET' | 'HSET' | 'HINCRBY' | 'DEL', key: string, ...args: Array<string | number>): void {
+  add(
+    op: 'SET' | 'HSET' | 'HINCRBY' | 'DEL' | 'ZADD' | 'ZREM',
+    key: string,
+    ...args: Array<string | number>
+  ): void {
     let i = this.index.get(key)
     if (i === undefined) {
       i = this.firstIndex + this.keys.length
@@ -286,7 +301,7 @@ async function commit(
   for (const [id, u] of res.users) ops.add('HSET', keys.user(id), ...Object.entries(userFields(u)).flat())
   for (const [id, v] of res.visitors) {
     const ttl = Math.ceil((v.ts + opts.attributionWindowMs - now) / 1000)
-    if (ttl > 0) ops.add('SET', keys.visitor(id), `${v.code} ${v.ts}`, 'EX', ttl)
+    if (ttl > 0) ops.add('SET', keys.visitor(id), `${v.code} ${v.ts}${v.flagged ? ' f' : ''}`, 'EX', ttl)
   }
   for (const [id, p] of res.purchases)
     ops.add('HSET', keys.purchase(id), ...Object.entries(purchaseFields(p)).flat())
@@ -311,6 +326,16 @@ async function commit(
   }
   for (const [userId, delta] of res.cash)
     if (delta !== 0) ops.add('HINCRBY', keys.balance(userId), 'cash', delta)
+  for (const [userId, delta] of res.onHold)
+    if (delta !== 0) ops.add('HINCRBY', keys.balance(userId), 'held', delta)
+  for (const [purchaseId, held] of res.holds) {
+    if (held) ops.add('ZADD', keys.pendingHolds(), now, purchaseId)
+    else ops.add('ZREM', keys.pendingHolds(), purchaseId)
+  }
+  for (const [w, r] of res.recent) {
+    const ttl = Math.max(1, r.ttlMs - (now - (r.times[r.times.length - 1] ?? now)))
+    ops.add('SET', keys.fraudWindow(w), JSON.stringify(r.times), 'PX', ttl)
+  }
   const ttl = opts.resolutionTtlSeconds
   ops.add('SET', keys.group(group.groupId), JSON.stringify(group.resolution), 'EX', ttl)
   for (const j of jobs) ops.add('SET', keys.jobGroup(j.id), group.groupId, 'EX', ttl)
@@ -343,6 +368,13 @@ export function parseUser(h: Record<string, string>): UserState {
   if (h.converted_at !== undefined) u.convertedAt = Number(h.converted_at)
   if (h.track === 'basic' || h.track === 'partner') u.track = h.track
   if (h.partner_since !== undefined) u.partnerSince = Number(h.partner_since)
+  if (h.ip !== undefined) u.ip = h.ip
+  if (h.visitor !== undefined) u.visitor = h.visitor
+  if (h.email_domain !== undefined) u.emailDomain = h.email_domain
+  if (h.flags !== undefined && h.flags !== '') u.flags = h.flags.split(',')
+  if (h.ref_purchases !== undefined) u.refPurchases = Number(h.ref_purchases)
+  if (h.ref_purchased_cents !== undefined) u.refPurchasedCents = Number(h.ref_purchased_cents)
+  if (h.ref_refunded_cents !== undefined) u.refRefundedCents = Number(h.ref_refunded_cents)
   return u
 }
 
@@ -352,13 +384,21 @@ function userFields(u: UserState): Record<string, string | number> {
   if (u.signedUpAt !== undefined) f.signed_up_at = u.signedUpAt
   if (u.referredAt !== undefined) f.referred_at = u.referredAt
   if (u.convertedAt !== undefined) f.converted_at = u.convertedAt
+  if (u.ip !== undefined) f.ip = u.ip
+  if (u.visitor !== undefined) f.visitor = u.visitor
+  if (u.emailDomain !== undefined) f.email_domain = u.emailDomain
+  if (u.flags !== undefined) f.flags = u.flags.join(',')
+  if (u.refPurchases !== undefined) f.ref_purchases = u.refPurchases
+  if (u.refPurchasedCents !== undefined) f.ref_purchased_cents = u.refPurchasedCents
+  if (u.refRefundedCents !== undefined) f.ref_refunded_cents = u.refRefundedCents
   return f
 }
 
 function parseVisitor(v: string | null): VisitorState | null {
   if (v === null) return null
-  const [code, ts] = v.split(' ')
-  return code === undefined || ts === undefined ? null : { code, ts: Number(ts) }
+  const [code, ts, flag] = v.split(' ')
+  if (code === undefined || ts === undefined) return null
+  return flag === 'f' ? { code, ts: Number(ts), flagged: true } : { code, ts: Number(ts) }
 }
 
 function parsePurchase(h: Record<string, string>): PurchaseState | null {
@@ -372,6 +412,8 @@ function parsePurchase(h: Record<string, string>): PurchaseState | null {
     track,
     refunded: num(h.refunded) ?? 0,
     reversed: num(h.reversed) ?? 0,
+    hold: h.hold === 'held' || h.hold === 'approved' || h.hold === 'rejected' ? h.hold : '',
+    flags: h.flags === undefined || h.flags === '' ? [] : h.flags.split(','),
   }
 }
 
@@ -384,5 +426,7 @@ function purchaseFields(p: PurchaseState): Record<string, string | number> {
     track: p.track,
     refunded: p.refunded,
     reversed: p.reversed,
+    hold: p.hold,
+    flags: p.flags.join(','),
   }
 }

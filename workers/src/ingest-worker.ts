@@ -52,6 +52,7 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
   })
   const opts = {
     attributionWindowMs: config.attributionWindowDays * 86_400_000,
+    fraud: config.fraud,
     dedupWindowSeconds: config.dedupWindowDays * 86_400,
     resolutionTtlSeconds: 7 * 86_400,
     schedule: (expiries: readonly CreditExpiry[]) => scheduleExpiries(credits, expiries),

@@ -1,4 +1,4 @@
-import { type ClickHouse, queryRows } from '@referral/clickhouse'
+import { type ClickHouse, EARNING_KINDS_SQL, queryRows } from '@referral/clickhouse'
 import { COUNTER_FIELDS, type Counters, type Keys } from '@referral/core'
 import type { Redis } from 'ioredis'
 
@@ -37,7 +37,7 @@ export async function countersFromClickHouse(ch: ClickHouse): Promise<Map<string
   const earnings = await queryRows<{ id: string; earnings: string }>(
     ch,
     `SELECT user_id AS id, sum(amount_cents) AS earnings
-     FROM ledger WHERE kind IN ('commission', 'commission_reversal') GROUP BY user_id`,
+     FROM ledger WHERE kind IN ${EARNING_KINDS_SQL} GROUP BY user_id`,
   )
   const out = new Map<string, Counters>()
   const get = (id: string) => {

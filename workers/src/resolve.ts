@@ -4,6 +4,8 @@ import {
   type CounterField,
   type Counters,
   commissionFor,
+  type DecisionEvent,
+  type FraudConfig,
   type PurchaseEvent,
   type QueuedEvent,
   type RefundEvent,
@@ -14,6 +16,14 @@ import {
   type Track,
 } from '@referral/core'
 import { isbot } from 'isbot'
+import {
+  DEFAULT_FRAUD,
+  emailDomain,
+  type FraudFlag,
+  isDisposable,
+  isPublicMailDomain,
+  slide,
+} from './fraud.ts'
 import {
   type CreditExpiry,
   emptyNeeds,
@@ -36,6 +46,14 @@ import {
 
 export interface ResolveOptions {
   attributionWindowMs: number
+  /** thresholds of the fraud rules; the defaults when absent */
+  fraud?: FraudConfig
+}
+
+/** A fraud window's times and how long Redis keeps them. */
+export interface RecentTimes {
+  times: number[]
+  ttlMs: number
 }
 
 export interface Resolution {
@@ -54,6 +72,12 @@ export interface Resolution {
   credits: Map<string, WalletCredit[]>
   /** cash balance changes per user (Partner commissions and their reversals) */
   cash: Map<string, number>
+  /** held balance changes per user (flagged commissions until an admin decides) */
+  onHold: Map<string, number>
+  /** purchase ids whose commission became held (true) or was decided (false) */
+  holds: Map<string, boolean>
+  /** fraud windows to write back */
+  recent: Map<string, RecentTimes>
   /** credits that expire, for the expiry job to be scheduled */
   expiries: CreditExpiry[]
 }
@@ -110,6 +134,9 @@ class View {
   held(purchaseId: string): HeldRefund[] {
     return this.out.held.get(purchaseId) ?? this.read('held', purchaseId) ?? []
   }
+  recent(key: string): number[] {
+    return this.out.recent.get(key)?.times ?? this.read('recent', key) ?? []
+  }
 }
 
 function emptyResolution(): Resolution {
@@ -125,6 +152,9 @@ function emptyResolution(): Resolution {
     global: {},
     credits: new Map(),
     cash: new Map(),
+    onHold: new Map(),
+    holds: new Map(),
+    recent: new Map(),
     expiries: [],
   }
 }
@@ -173,6 +203,14 @@ export function resolveBatch(
 ): ResolveResult {
   const out = emptyResolution()
   const view = new View(snapshot, out)
+  const fraud = opts.fraud ?? DEFAULT_FRAUD
+
+  /** Adds `ts` to a fraud window; true when more than `max` events fell within it. */
+  const over = (key: string, ts: number, windowMs: number, max: number): boolean => {
+    const w = slide(view.recent(key), ts, windowMs, max)
+    out.recent.set(key, { times: w.times, ttlMs: windowMs })
+    return w.count > max
+  }
 
   const bump = (userId: string, field: CounterField, by: number) => {
     const c = out.counters.get(userId) ?? {}
@@ -185,6 +223,10 @@ export function resolveBatch(
     out.ledger.push(entry)
     if (entry.account === 'cash') {
       out.cash.set(entry.user_id, (out.cash.get(entry.user_id) ?? 0) + entry.amount_cents)
+      return
+    }
+    if (entry.account === 'held') {
+      out.onHold.set(entry.user_id, (out.onHold.get(entry.user_id) ?? 0) + entry.amount_cents)
       return
     }
     const credit: WalletCredit = {
@@ -229,10 +271,41 @@ export function resolveBatch(
     }
     row.counted = 1
     bump(owner, 'clicks', 1)
+    const fast =
+      (e.visitor_id !== undefined &&
+        over(`click-visitor:${e.visitor_id}`, e.ts, 60_000, fraud.maxClicksPerMinute)) ||
+      (e.ip !== undefined && over(`click-ip:${e.ip}`, e.ts, 60_000, fraud.maxClicksPerMinute))
+    if (fast) row.flags = ['click_rate']
     if (e.visitor_id !== undefined) {
       const last = view.visitor(e.visitor_id)
-      if (last === null || last.ts <= e.ts) out.visitors.set(e.visitor_id, { code: e.code, ts: e.ts })
+      const flagged = fast || last?.flagged === true
+      if (last === null || last.ts <= e.ts) {
+        out.visitors.set(e.visitor_id, { code: e.code, ts: e.ts, ...(flagged ? { flagged } : {}) })
+      } else if (fast && last.flagged !== true) out.visitors.set(e.visitor_id, { ...last, flagged: true })
     }
+  }
+
+  /** The fraud rules of a referral: what the signup shares with its referrer, and its pace. */
+  const referralFlags = (e: SignupEvent, referrer: string, domain: string | undefined): FraudFlag[] => {
+    const flags: FraudFlag[] = []
+    const r = view.user(referrer)
+    if (e.ip !== undefined && r.ip === e.ip) flags.push('same_ip')
+    if (e.visitor_id !== undefined && r.visitor === e.visitor_id) flags.push('same_visitor')
+    if (domain !== undefined && r.emailDomain === domain && !isPublicMailDomain(domain)) {
+      flags.push('same_email_domain')
+    }
+    if (e.ip !== undefined && over(`signup-ip:${e.ip}`, e.ts, fraud.signupWindowMs, fraud.maxSignupsPerIp)) {
+      flags.push('signup_burst_ip')
+    }
+    if (
+      e.visitor_id !== undefined &&
+      over(`signup-visitor:${e.visitor_id}`, e.ts, fraud.signupWindowMs, fraud.maxSignupsPerVisitor)
+    ) {
+      flags.push('signup_burst_visitor')
+    }
+    if (e.visitor_id !== undefined && view.visitor(e.visitor_id)?.flagged === true) flags.push('click_rate')
+    if (domain !== undefined && isDisposable(domain, fraud.disposableDomains)) flags.push('disposable_email')
+    return flags
   }
 
   /** The first valid candidate: the signup's own ref, else the visitor's last click in the window. */
@@ -254,20 +327,39 @@ export function resolveBatch(
   }
 
   const signup = (e: SignupEvent, row: EventRow) => {
-    Object.assign(row, { user_id: e.user_id, visitor_id: e.visitor_id ?? '', code: e.ref ?? '' })
+    Object.assign(row, {
+      user_id: e.user_id,
+      visitor_id: e.visitor_id ?? '',
+      code: e.ref ?? '',
+      ip: e.ip ?? '',
+    })
     const u = view.user(e.user_id)
     if (u.signedUpAt !== undefined || u.referrer !== undefined) {
       row.note = 'already_signed_up'
       return
     }
+    const domain = e.email === undefined ? undefined : emailDomain(e.email)
+    const seen: Partial<UserState> = {
+      signedUpAt: e.ts,
+      ...(e.ip === undefined ? {} : { ip: e.ip }),
+      ...(e.visitor_id === undefined ? {} : { visitor: e.visitor_id }),
+      ...(domain === undefined ? {} : { emailDomain: domain }),
+    }
     const a = attribute(e)
     if ('note' in a) {
       row.note = a.note
-      setUser(e.user_id, { signedUpAt: e.ts })
+      setUser(e.user_id, seen)
       return
     }
-    setUser(e.user_id, { signedUpAt: e.ts, referrer: a.referrer, referredAt: e.ts })
+    const flags = referralFlags(e, a.referrer, domain)
+    setUser(e.user_id, {
+      ...seen,
+      referrer: a.referrer,
+      referredAt: e.ts,
+      ...(flags.length > 0 ? { flags } : {}),
+    })
     Object.assign(row, { referrer_id: a.referrer, code: a.code, counted: 1 })
+    if (flags.length > 0) row.flags = flags
     bump(a.referrer, 'signups', 1)
     post(
       {
@@ -297,10 +389,14 @@ export function resolveBatch(
       p.referrer === '' ? 0 : reversalFor(p.commission, p.amount, p.refunded, applied, p.reversed)
     const next = { ...p, refunded: p.refunded + applied, reversed: p.reversed + reversal }
     out.purchases.set(purchaseId, next)
+    if (p.referrer !== '') {
+      setUser(p.referrer, { refRefundedCents: (view.user(p.referrer).refRefundedCents ?? 0) + applied })
+    }
     if (row !== undefined) {
       row.commission_cents = -reversal
       row.counted = reversal > 0 ? 1 : 0
       if (p.referrer === '') row.note = 'not_referred'
+      if (p.flags.length > 0) row.flags = p.flags
     }
     if (reversal > 0 && p.track !== '') {
       bump(p.referrer, 'earnings_cents', -reversal)
@@ -308,7 +404,7 @@ export function resolveBatch(
         entry_id: `commission_reversal:${r.id}`,
         kind: 'commission_reversal',
         user_id: p.referrer,
-        account: p.track === 'partner' ? 'cash' : 'wallet',
+        account: p.hold === 'held' ? 'held' : p.track === 'partner' ? 'cash' : 'wallet',
         amount_cents: -reversal,
         event_id: r.id,
         source_user_id: p.user,
@@ -337,11 +433,29 @@ export function resolveBatch(
         track: '',
         refunded: 0,
         reversed: 0,
+        hold: '',
+        flags: [],
       }
     } else {
-      const track = trackAt(view.user(referrer), e.ts)
+      const r = view.user(referrer)
+      const track = trackAt(r, e.ts)
       const commission = commissionFor(e.amount_cents, track)
       Object.assign(row, { referrer_id: referrer, commission_cents: commission, track, counted: 1 })
+      const flags = [...(buyer.flags ?? [])]
+      const purchased = r.refPurchasedCents ?? 0
+      if (
+        (r.refPurchases ?? 0) >= fraud.refundMinPurchases &&
+        purchased > 0 &&
+        (r.refRefundedCents ?? 0) / purchased > fraud.refundRate
+      ) {
+        flags.push('refund_rate')
+      }
+      setUser(referrer, {
+        refPurchases: (r.refPurchases ?? 0) + 1,
+        refPurchasedCents: purchased + e.amount_cents,
+      })
+      const hold = flags.length > 0 && fraud.hold && commission > 0
+      if (flags.length > 0) row.flags = flags
       if (buyer.convertedAt === undefined) {
         setUser(e.user_id, { convertedAt: e.ts })
         row.first_purchase = 1
@@ -352,12 +466,16 @@ export function resolveBatch(
         entry_id: `commission:${e.id}`,
         kind: 'commission',
         user_id: referrer,
-        account: track === 'partner' ? 'cash' : 'wallet',
+        account: hold ? 'held' : track === 'partner' ? 'cash' : 'wallet',
         amount_cents: commission,
         event_id: e.id,
         source_user_id: e.user_id,
         ts: e.ts,
       })
+      if (hold) {
+        row.note = 'held'
+        out.holds.set(e.id, true)
+      }
       state = {
         user: e.user_id,
         referrer,
@@ -366,6 +484,8 @@ export function resolveBatch(
         track,
         refunded: 0,
         reversed: 0,
+        hold: hold ? 'held' : '',
+        flags,
       }
     }
     out.purchases.set(e.id, state)
@@ -395,6 +515,61 @@ export function resolveBatch(
       return
     }
     applyRefund(p, e.purchase_id, r, row)
+  }
+
+  /**
+   * An admin's decision on a held commission: what is left of it after refunds moves from
+   * the held balance to the referrer's wallet or cash (approve), or is written off (reject,
+   * which the earnings lose like a reversal). The first decision wins.
+   */
+  const decide = (e: DecisionEvent, row: EventRow) => {
+    Object.assign(row, { purchase_id: e.purchase_id, note: 'not_held' })
+    const p = view.purchase(e.purchase_id)
+    if (p === null) {
+      row.note = 'unknown_purchase'
+      return
+    }
+    Object.assign(row, { referrer_id: p.referrer, user_id: p.user, track: p.track })
+    if (p.flags.length > 0) row.flags = p.flags
+    if (p.hold !== 'held' || p.track === '') return
+    const left = p.commission - p.reversed
+    const approve = e.decision === 'approve'
+    Object.assign(row, { amount_cents: left, counted: 1, note: approve ? 'approved' : 'rejected' })
+    out.purchases.set(e.purchase_id, {
+      ...p,
+      hold: approve ? 'approved' : 'rejected',
+      // a rejected commission counts as reversed in full: later refunds reverse nothing
+      reversed: approve ? p.reversed : p.commission,
+    })
+    out.holds.set(e.purchase_id, false)
+    if (left <= 0) return
+    const base = { user_id: p.referrer, event_id: e.purchase_id, source_user_id: p.user, ts: e.ts }
+    if (approve) {
+      post({
+        ...base,
+        entry_id: `hold_release:${e.purchase_id}`,
+        kind: 'hold_release',
+        account: 'held',
+        amount_cents: -left,
+      })
+      post({
+        ...base,
+        entry_id: `commission_approved:${e.purchase_id}`,
+        kind: 'commission_approved',
+        account: p.track === 'partner' ? 'cash' : 'wallet',
+        amount_cents: left,
+      })
+      return
+    }
+    row.commission_cents = -left
+    bump(p.referrer, 'earnings_cents', -left)
+    post({
+      ...base,
+      entry_id: `commission_rejected:${e.purchase_id}`,
+      kind: 'commission_rejected',
+      account: 'held',
+      amount_cents: -left,
+    })
   }
 
   for (const e of events) {
@@ -430,6 +605,9 @@ export function resolveBatch(
             ts: e.ts,
           })
         }
+        break
+      case 'decision':
+        decide(e, row)
         break
     }
     out.rows.push(row)

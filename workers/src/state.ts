@@ -12,11 +12,23 @@ export interface UserState {
   track?: Track
   /** when the user became a Partner (epoch ms); purchases before it earn at the Basic rate */
   partnerSince?: number
+  /** where the user signed up from, for the self-referral rules when they refer others */
+  ip?: string
+  visitor?: string
+  emailDomain?: string
+  /** fraud flags raised on this user's referral (their purchases' commissions inherit them) */
+  flags?: string[]
+  /** as a referrer: purchases by the users they referred, and what of them was refunded */
+  refPurchases?: number
+  refPurchasedCents?: number
+  refRefundedCents?: number
 }
 
 export interface VisitorState {
   code: string
   ts: number
+  /** one of the visitor's clicks came faster than a person clicks */
+  flagged?: boolean
 }
 
 export interface PurchaseState {
@@ -28,6 +40,9 @@ export interface PurchaseState {
   track: Track | ''
   refunded: number
   reversed: number
+  /** '' when the commission was never held */
+  hold: '' | 'held' | 'approved' | 'rejected'
+  flags: string[]
 }
 
 export interface HeldRefund {
@@ -47,6 +62,8 @@ export interface StateSnapshot {
   visitors: Map<string, VisitorState | null>
   purchases: Map<string, PurchaseState | null>
   held: Map<string, HeldRefund[]>
+  /** recent event times per fraud window ('signup-ip:1.2.3.4', 'click-visitor:v1', ...) */
+  recent: Map<string, number[]>
 }
 
 export type StateKind = keyof StateSnapshot
@@ -61,6 +78,7 @@ export function emptySnapshot(): StateSnapshot {
     visitors: new Map(),
     purchases: new Map(),
     held: new Map(),
+    recent: new Map(),
   }
 }
 
@@ -72,6 +90,7 @@ export function emptyNeeds(): Needs {
     visitors: new Set(),
     purchases: new Set(),
     held: new Set(),
+    recent: new Set(),
   }
 }
 

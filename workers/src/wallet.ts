@@ -131,3 +131,13 @@ export async function readWallet(redis: Redis, keys: Keys, userId: string, now: 
 export async function cashBalance(redis: Redis, keys: Keys, userId: string): Promise<number> {
   return Number((await redis.hget(keys.balance(userId), 'cash')) ?? 0)
 }
+
+/** A referrer's cash and the commissions held for review (neither spendable nor payable). */
+export async function balances(
+  redis: Redis,
+  keys: Keys,
+  userId: string,
+): Promise<{ cash: number; held: number }> {
+  const [cash, held] = await redis.hmget(keys.balance(userId), 'cash', 'held')
+  return { cash: Number(cash ?? 0), held: Number(held ?? 0) }
+}

@@ -1,69 +1,7 @@
 import type { QueuedEvent } from '@referral/core'
 import { describe, expect, it } from 'vitest'
-import { resolveBatch } from '../src/resolve.ts'
-import { emptySnapshot, type StateSnapshot } from '../src/state.ts'
-
-const DAY = 86_400_000
-const opts = { attributionWindowMs: 30 * DAY }
-const T0 = Date.UTC(2026, 10, 1)
-
-/** Runs the resolver to a fixed point over a snapshot where unknown keys are empty. */
-function run(events: QueuedEvent[], seed: (s: StateSnapshot) => void = () => {}) {
-  const snap = emptySnapshot()
-  seed(snap)
-  let r = resolveBatch(events, snap, opts)
-  while (r.needs !== null) {
-    for (const k of r.needs.markers) snap.markers.set(k, false)
-    for (const k of r.needs.codes) snap.codes.set(k, null)
-    for (const k of r.needs.users) snap.users.set(k, {})
-    for (const k of r.needs.visitors) snap.visitors.set(k, null)
-    for (const k of r.needs.purchases) snap.purchases.set(k, null)
-    for (const k of r.needs.held) snap.held.set(k, [])
-    r = resolveBatch(events, snap, opts)
-  }
-  return r.resolution
-}
-
-const ev = {
-  click: (id: string, code: string, visitor: string, ts = T0): QueuedEvent => ({
-    type: 'click',
-    id,
-    code,
-    visitor_id: visitor,
-    ts,
-    received_at: ts,
-  }),
-  signup: (
-    id: string,
-    user: string,
-    extra: { ref?: string; visitor_id?: string } = {},
-    ts = T0,
-  ): QueuedEvent => ({
-    type: 'signup',
-    id,
-    user_id: user,
-    ...extra,
-    ts,
-    received_at: ts,
-  }),
-  purchase: (id: string, user: string, amount: number, ts = T0): QueuedEvent => ({
-    type: 'purchase',
-    id,
-    user_id: user,
-    amount_cents: amount,
-    currency: 'usd',
-    ts,
-    received_at: ts,
-  }),
-  refund: (id: string, purchase: string, amount: number, ts = T0): QueuedEvent => ({
-    type: 'refund',
-    id,
-    purchase_id: purchase,
-    amount_cents: amount,
-    ts,
-    received_at: ts,
-  }),
-}
+import type { StateSnapshot } from '../src/state.ts'
+import { DAY, ev, run, T0 } from './resolve-support.ts'
 
 const owners = (s: StateSnapshot) => {
   s.codes.set('AAAAAAAA', 'alice')

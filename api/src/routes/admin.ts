@@ -8,6 +8,7 @@ import {
   BREAKDOWNS,
   breakdown,
   credits,
+  FLAG_FILTERS,
   funnel,
   overview,
   type Range,
@@ -36,6 +37,8 @@ export const adminQuery = z.object({
     .min(60)
     .max(365 * 86_400)
     .default(7 * 86_400),
+  /** fraud flags: count everything (include), leave flagged events out (exclude), or only them */
+  flagged: z.enum(FLAG_FILTERS).default('include'),
   report: z.enum(['overview', 'timeseries', 'funnel', 'referrers', 'breakdown', 'credits']).optional(),
 })
 type AdminQuery = z.output<typeof adminQuery>
@@ -74,17 +77,17 @@ async function reportRows(ch: ClickHouse, q: AdminQuery): Promise<Row[]> {
   const range = rangeOf(q)
   switch (q.report) {
     case 'overview':
-      return overview(ch, Date.now(), q.tz)
+      return overview(ch, Date.now(), q.tz, q.flagged)
     case 'timeseries':
-      return timeseries(ch, range, q.interval, q.tz, MAX_POINTS)
+      return timeseries(ch, range, q.interval, q.tz, MAX_POINTS, q.flagged)
     case 'funnel': {
-      const f = await funnel(ch, range, q.window)
+      const f = await funnel(ch, range, q.window, q.flagged)
       return f.steps
     }
     case 'referrers':
-      return topReferrers(ch, range, rankBy(q.by), q.limit)
+      return topReferrers(ch, range, rankBy(q.by), q.limit, q.flagged)
     case 'breakdown':
-      return breakdown(ch, range, breakdownBy(q.by))
+      return breakdown(ch, range, breakdownBy(q.by), q.flagged)
     case 'credits': {
       const c = await credits(ch)
       return c.effect
@@ -103,29 +106,43 @@ export function adminRoutes(deps: ApiDeps): Hono {
   app.get('/v1/admin/overview', async (c) => {
     const q = parse(c.req.query())
     const live = await readCounters(deps.redis, deps.keys.globalStats())
-    return c.json({ tz: q.tz, live, periods: await overview(ch(), Date.now(), q.tz) })
+    return c.json({
+      tz: q.tz,
+      flagged: q.flagged,
+      live,
+      periods: await overview(ch(), Date.now(), q.tz, q.flagged),
+    })
   })
   app.get('/v1/admin/timeseries', async (c) => {
     const q = parse(c.req.query())
     return c.json({
       interval: q.interval,
       tz: q.tz,
-      points: await timeseries(ch(), rangeOf(q), q.interval, q.tz, MAX_POINTS),
+      flagged: q.flagged,
+      points: await timeseries(ch(), rangeOf(q), q.interval, q.tz, MAX_POINTS, q.flagged),
     })
   })
   app.get('/v1/admin/funnel', async (c) => {
     const q = parse(c.req.query())
-    return c.json({ window_seconds: q.window, ...(await funnel(ch(), rangeOf(q), q.window)) })
+    return c.json({
+      window_seconds: q.window,
+      flagged: q.flagged,
+      ...(await funnel(ch(), rangeOf(q), q.window, q.flagged)),
+    })
   })
   app.get('/v1/admin/referrers', async (c) => {
     const q = parse(c.req.query())
     const by = rankBy(q.by)
-    return c.json({ by, referrers: await topReferrers(ch(), rangeOf(q), by, q.limit) })
+    return c.json({
+      by,
+      flagged: q.flagged,
+      referrers: await topReferrers(ch(), rangeOf(q), by, q.limit, q.flagged),
+    })
   })
   app.get('/v1/admin/breakdown', async (c) => {
     const q = parse(c.req.query())
     const by = breakdownBy(q.by)
-    return c.json({ by, rows: await breakdown(ch(), rangeOf(q), by) })
+    return c.json({ by, flagged: q.flagged, rows: await breakdown(ch(), rangeOf(q), by, q.flagged) })
   })
   app.get('/v1/admin/credits', async (c) => c.json(await credits(ch())))
 

@@ -1,4 +1,4 @@
-import { type ClickHouse, queryRows } from '@referral/clickhouse'
+import { type ClickHouse, EARNING_KINDS_SQL, queryRows } from '@referral/clickhouse'
 import {
   AppError,
   buckets,
@@ -160,7 +160,7 @@ export function meAnalyticsRoutes(deps: ApiDeps): Hono {
        LEFT JOIN (SELECT user_id, min(ts) AS first_at, count() AS n FROM events
                   WHERE referrer_id = {u:String} AND type = 'purchase' GROUP BY user_id) AS p ON p.user_id = s.user_id
        LEFT JOIN (SELECT source_user_id, sum(amount_cents) AS earnings FROM ledger
-                  WHERE user_id = {u:String} AND kind IN ('commission', 'commission_reversal')
+                  WHERE user_id = {u:String} AND kind IN ${EARNING_KINDS_SQL}
                   GROUP BY source_user_id) AS e ON e.source_user_id = s.user_id
        WHERE ({status:String} = '' OR ({status:String} = 'converted') = (p.n > 0))
          AND ({cu:String} = '' OR (toUnixTimestamp64Milli(s.ts), s.user_id) < ({ct:Int64}, {cu:String}))

@@ -1,5 +1,5 @@
 import { type Counters, referralLink, type Track } from '@referral/core'
-import { cashBalance, readCounters, readWallet } from '@referral/workers'
+import { balances, readCounters, readWallet } from '@referral/workers'
 import { Hono } from 'hono'
 import { streamSSE } from 'hono/streaming'
 import type { ApiDeps } from '../context.ts'
@@ -15,6 +15,8 @@ export interface ReferrerStats extends Counters {
   track: Track
   wallet_balance_cents: number
   cash_balance_cents: number
+  /** commissions held for review (fraud flags): counted in earnings, not yet spendable or payable */
+  held_cents: number
   as_of: string
 }
 
@@ -22,7 +24,7 @@ export interface ReferrerStats extends Counters {
 export function toStats(
   c: Counters,
   track: Track,
-  balances: { wallet: number; cash: number },
+  balances: { wallet: number; cash: number; held: number },
   asOf: Date,
 ): ReferrerStats {
   return {
@@ -35,6 +37,7 @@ export function toStats(
     track,
     wallet_balance_cents: balances.wallet,
     cash_balance_cents: balances.cash,
+    held_cents: balances.held,
     as_of: asOf.toISOString(),
   }
 }
@@ -103,13 +106,13 @@ export function meRoutes(deps: ApiDeps): Hono {
 export async function readStats(deps: ApiDeps, userId: string): Promise<ReferrerStats> {
   const { redis, keys } = deps
   const now = new Date()
-  const [counters, track, wallet, cash] = await Promise.all([
+  const [counters, track, wallet, money] = await Promise.all([
     readCounters(redis, keys.stats(userId)),
     trackOf(deps, userId),
     readWallet(redis, keys, userId, now.getTime()),
-    cashBalance(redis, keys, userId),
+    balances(redis, keys, userId),
   ])
-  return toStats(counters, track, { wallet: wallet.balance_cents, cash }, now)
+  return toStats(counters, track, { wallet: wallet.balance_cents, ...money }, now)
 }
 
 async function trackOf(deps: ApiDeps, userId: string): Promise<Track> {
