@@ -42,20 +42,25 @@ const FLAGGED_EVENTS: Record<FlagFilter, string> = {
 
 const METRICS = ['clicks', 'signups', 'conversions', 'revenue_cents', 'commission_cents'] as const
 
-/** A rollup's metric summed under a flag filter, from the column and its flagged_ share. */
-function metric(column: string, flagged: string, as: string, f: FlagFilter): string {
-  if (f === 'include') return `sum(${column}) AS ${as}`
-  if (f === 'only') return `sum(${flagged}) AS ${as}`
-  return `toInt64(sum(${column})) - toInt64(sum(${flagged})) AS ${as}`
+/**
+ * A rollup's metric summed under a flag filter, from the column and its flagged_ share.
+ * Columns are named with their table: the bare names are also the aliases of the sums.
+ */
+function metric(table: string, column: string, as: string, f: FlagFilter): string {
+  const all = `sum(${table}.${column})`
+  const flagged = `sum(${table}.flagged_${as})`
+  if (f === 'include') return `${all} AS ${as}`
+  if (f === 'only') return `${flagged} AS ${as}`
+  return `toInt64(${all}) - toInt64(${flagged}) AS ${as}`
 }
 /** the metrics of rollup_hourly (signups there: referred_signups) or rollup_referrer_daily */
-function metricsSql(f: FlagFilter, signups: 'referred_signups' | 'signups'): string {
+function metricsSql(f: FlagFilter, table: 'rollup_hourly' | 'rollup_referrer_daily'): string {
   return [
-    metric('clicks', 'flagged_clicks', 'clicks', f),
-    metric(signups, 'flagged_signups', 'signups', f),
-    metric('conversions', 'flagged_conversions', 'conversions', f),
-    metric('revenue_cents', 'flagged_revenue_cents', 'revenue_cents', f),
-    metric('commission_cents', 'flagged_commission_cents', 'commission_cents', f),
+    metric(table, 'clicks', 'clicks', f),
+    metric(table, table === 'rollup_hourly' ? 'referred_signups' : 'signups', 'signups', f),
+    metric(table, 'conversions', 'conversions', f),
+    metric(table, 'revenue_cents', 'revenue_cents', f),
+    metric(table, 'commission_cents', 'commission_cents', f),
   ].join(', ')
 }
 
@@ -78,7 +83,7 @@ export async function timeseries(
   }
   const rows = await queryRows<Record<string, string>>(
     ch,
-    `SELECT ${HOUR_BUCKET[interval]} AS t, ${metricsSql(flagged, 'referred_signups')}
+    `SELECT ${HOUR_BUCKET[interval]} AS t, ${metricsSql(flagged, 'rollup_hourly')}
      FROM rollup_hourly WHERE ${HOUR_RANGE} GROUP BY t`,
     { ...range, from: starts[0] ?? range.from, tz },
   )
@@ -98,9 +103,10 @@ export async function overview(
 ): Promise<Row[]> {
   const today = bucketStart(now, tz, 'day')
   const yesterday = bucketStart(today - 1, tz, 'day')
-  const cols = `${metricsSql(flagged, 'referred_signups')}, sum(flagged_signups) AS flagged_signups,
-    sum(flagged_conversions) AS flagged_conversions, sum(flagged_commission_cents) AS flagged_commission_cents,
-    sum(referred_signups) AS all_signups, sum(conversions) AS all_conversions`
+  const col = (column: string) => `sum(rollup_hourly.${column})`
+  const cols = `${metricsSql(flagged, 'rollup_hourly')}, ${col('flagged_signups')} AS flagged_signups,
+    ${col('flagged_conversions')} AS flagged_conversions, ${col('flagged_commission_cents')} AS flagged_commission_cents,
+    ${col('referred_signups')} AS all_signups, ${col('conversions')} AS all_conversions`
   const rows = await queryRows<Record<string, string>>(
     ch,
     `SELECT 'all' AS period, ${cols} FROM rollup_hourly
@@ -153,7 +159,8 @@ export async function topReferrers(
 ): Promise<Row[]> {
   const rows = await queryRows<Record<string, string>>(
     ch,
-    `SELECT referrer_id, ${metricsSql(flagged, 'signups')}, sum(flagged_signups) AS flagged_signups,
+    `SELECT referrer_id, ${metricsSql(flagged, 'rollup_referrer_daily')},
+            sum(rollup_referrer_daily.flagged_signups) AS flagged_signups,
             if(signups = 0, 0, conversions / signups) AS conversion_rate
      FROM rollup_referrer_daily
      WHERE day >= toDate(fromUnixTimestamp64Milli({from:Int64})) AND day <= toDate(fromUnixTimestamp64Milli({to:Int64}))

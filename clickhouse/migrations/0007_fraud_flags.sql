@@ -30,7 +30,7 @@ SELECT
     countIf(type = 'signup' AND counted = 1 AND notEmpty(flags)) AS flagged_signups,
     countIf(type = 'purchase' AND first_purchase = 1 AND notEmpty(flags)) AS flagged_conversions,
     sumIf(amount_cents, type = 'purchase' AND referrer_id != '' AND notEmpty(flags)) AS flagged_revenue_cents,
-    sumIf(commission_cents, type IN ('purchase', 'refund', 'decision') AND notEmpty(flags)) AS flagged_commission_cents
+    sumIf(events.commission_cents, type IN ('purchase', 'refund', 'decision') AND notEmpty(flags)) AS flagged_commission_cents
 FROM events
 GROUP BY hour;
 
@@ -56,7 +56,7 @@ SELECT
     countIf(type = 'signup' AND counted = 1 AND notEmpty(flags)) AS flagged_signups,
     countIf(type = 'purchase' AND first_purchase = 1 AND notEmpty(flags)) AS flagged_conversions,
     sumIf(amount_cents, type = 'purchase' AND notEmpty(flags)) AS flagged_revenue_cents,
-    sumIf(commission_cents, type IN ('purchase', 'refund', 'decision') AND notEmpty(flags)) AS flagged_commission_cents
+    sumIf(events.commission_cents, type IN ('purchase', 'refund', 'decision') AND notEmpty(flags)) AS flagged_commission_cents
 FROM events
 WHERE referrer_id != ''
 GROUP BY day, referrer_id;
