@@ -4,7 +4,7 @@ import { freePort } from '@referral/server'
 import { type Browser, chromium, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type ChildService, startChild } from './support/child.ts'
-import { BROWSER_UA, codeFor, http, statsFor } from './support/client.ts'
+import { BROWSER_UA, codeFor, http, statsFor, tokenFor } from './support/client.ts'
 import { tempDir } from './support/env.ts'
 
 const CHROMIUM = '/usr/bin/chromium'
@@ -127,6 +127,55 @@ describe('referrer dashboard in a browser', () => {
       })
       await admin.locator('[data-feed-type="click"]').first().waitFor({ timeout: 5000 })
       await admin.screenshot({ path: join(SHOTS, 'growth-dashboard.png'), fullPage: true })
+    } finally {
+      await admin.close()
+    }
+  })
+
+  it('lets an admin approve a held commission and leave flagged referrals out of the charts', async () => {
+    const api = http(child.url)
+    const code = await codeFor(api, 'pw-fraud')
+    const seeded = await api.post('/v1/events', {
+      events: [
+        { type: 'signup', id: 'pw-fs0', user_id: 'pw-fraud', ip: '192.0.2.44' },
+        { type: 'signup', id: 'pw-fs1', user_id: 'pw-sock', ref: code, ip: '192.0.2.44' },
+        { type: 'purchase', id: 'pw-fp1', user_id: 'pw-sock', amount_cents: 10_000 },
+      ],
+    })
+    expect(seeded.status).toBe(202)
+    await expect
+      .poll(async () => (await statsFor(api, 'pw-fraud')).total_earnings_cents, { timeout: 10_000 })
+      .toBe(500)
+    const admin = await browser.newPage({ viewport: { width: 1200, height: 900 } })
+    try {
+      await admin.goto(`${child.url}/demo-login?user=growth&role=admin&next=/admin`)
+      const row = admin.locator('[data-hold="pw-fp1"]')
+      await row.waitFor({ timeout: 10_000 })
+      expect(await row.locator('.badge').allTextContents()).toEqual(['same ip'])
+      const summary = admin.getByLabel('Conversion with and without flagged')
+      await expect.poll(async () => await summary.textContent()).toContain('1 flagged referrals')
+
+      // without flagged: the funnel's signups lose the flagged one (the earlier pw-user signup stays)
+      await admin.getByLabel('Fraud flags').selectOption('exclude')
+      await expect
+        .poll(async () => await admin.locator('[data-step="signup"] strong').textContent(), {
+          timeout: 10_000,
+        })
+        .toBe('1')
+      await admin.getByLabel('Fraud flags').selectOption('only')
+      await expect
+        .poll(async () => await admin.locator('[data-step="signup"] strong').textContent(), {
+          timeout: 10_000,
+        })
+        .toBe('0')
+
+      await row.getByRole('button', { name: 'Approve' }).click()
+      await admin.getByRole('status').filter({ hasText: 'pw-fp1: approved' }).waitFor({ timeout: 10_000 })
+      await row.waitFor({ state: 'detached', timeout: 10_000 })
+      const stats = (await (
+        await api.get('/v1/me/stats', { authorization: `Bearer ${await tokenFor('pw-fraud')}` })
+      ).json()) as { wallet_balance_cents: number; held_cents: number }
+      expect(stats).toMatchObject({ wallet_balance_cents: 500, held_cents: 0 })
     } finally {
       await admin.close()
     }

@@ -1,6 +1,7 @@
 import { eventInput, MAX_EVENTS_PER_REQUEST } from '@referral/core'
 import { z } from 'zod'
 import { adminQuery } from './routes/admin.ts'
+import { decisionBody } from './routes/admin-fraud.ts'
 import { earningsQuery, referralsQuery } from './routes/me-analytics.ts'
 import { spendInput } from './routes/wallet.ts'
 
@@ -170,6 +171,39 @@ const OPERATIONS: Operation[] = [
     summary: 'Server-Sent Events: `events`, each batch of events as the workers apply it',
     auth: 'admin',
     responses: { '200': 'text/event-stream', '403': 'not an admin token' },
+  },
+  {
+    method: 'get',
+    path: '/v1/admin/holds',
+    summary: 'Commissions held by the fraud rules, awaiting a decision (oldest first)',
+    auth: 'admin',
+    responses: { '200': '{holds, held_cents}', '403': 'not an admin token' },
+  },
+  ...(['approve', 'reject'] as const).map(
+    (decision): Operation => ({
+      method: 'post',
+      path: `/v1/admin/holds/{purchase_id}/${decision}`,
+      summary:
+        decision === 'approve'
+          ? 'Pay a held commission (what refunds left of it) into the wallet or cash; a ledger entry'
+          : 'Write a held commission off: the earnings lose it; a ledger entry',
+      auth: 'admin',
+      body: decisionBody,
+      responses: {
+        '200': 'applied: {purchase_id, decision, status}',
+        '202': 'queued, not yet applied',
+        '400': 'bad body',
+        '404': 'no held commission for this purchase',
+        '409': 'already decided',
+      },
+    }),
+  ),
+  {
+    method: 'get',
+    path: '/v1/admin/fraud',
+    summary: 'What each fraud rule flagged, the decisions taken, referrers past the refund-rate alert',
+    auth: 'admin',
+    responses: { '200': 'ok', '403': 'not an admin token' },
   },
   { method: 'get', path: '/healthz', summary: 'Process up', auth: 'public', responses: { '200': 'ok' } },
   {

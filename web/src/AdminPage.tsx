@@ -1,6 +1,7 @@
 import { createResource, createSignal, For, Show } from 'solid-js'
 import { formatCents, getJson } from './api.ts'
 import { Chart } from './components/Chart.tsx'
+import { FraudPanel } from './components/FraudPanel.tsx'
 import { LiveFeed } from './components/LiveFeed.tsx'
 
 type Row = Record<string, string | number>
@@ -28,30 +29,61 @@ export function AdminPage() {
   const [window, setWindow] = createSignal(7 * 86_400)
   const [dimension, setDimension] = createSignal('utm_source')
   const [rankBy, setRankBy] = createSignal('earnings')
+  /** every chart counts all events, leaves the flagged ones out, or shows only them */
+  const [flagged, setFlagged] = createSignal<'include' | 'exclude' | 'only'>('include')
+  const q = () => `${range}&flagged=${flagged()}`
 
-  const [series] = createResource(() =>
-    getJson<{ points: Row[] }>(`/v1/admin/timeseries?interval=day&${range}`),
+  const [series] = createResource(q, (qs) =>
+    getJson<{ points: Row[] }>(`/v1/admin/timeseries?interval=day&${qs}`),
   )
-  const [funnel] = createResource(window, (w) =>
-    getJson<{ steps: Array<{ step: string; visitors: number; of_clicks: number }>; time_to_convert: Row[] }>(
-      `/v1/admin/funnel?window=${w}&${range}`,
-    ),
+  const [funnel] = createResource(
+    () => `window=${window()}&${q()}`,
+    (qs) =>
+      getJson<{
+        steps: Array<{ step: string; visitors: number; of_clicks: number }>
+        time_to_convert: Row[]
+      }>(`/v1/admin/funnel?${qs}`),
   )
-  const [referrers] = createResource(rankBy, (by) =>
-    getJson<{ referrers: Row[] }>(`/v1/admin/referrers?by=${by}&${range}`),
+  const [referrers] = createResource(
+    () => `by=${rankBy()}&${q()}`,
+    (qs) => getJson<{ referrers: Row[] }>(`/v1/admin/referrers?${qs}`),
   )
-  const [breakdown] = createResource(dimension, (by) =>
-    getJson<{ rows: Row[] }>(`/v1/admin/breakdown?by=${by}&${range}`),
+  const [breakdown] = createResource(
+    () => `by=${dimension()}&${q()}`,
+    (qs) => getJson<{ rows: Row[] }>(`/v1/admin/breakdown?${qs}`),
   )
+  const [overview] = createResource(q, (qs) => getJson<{ periods: Row[] }>(`/v1/admin/overview?${qs}`))
   const [credits] = createResource(() => getJson<{ lifecycle: Row[]; effect: Row[] }>('/v1/admin/credits'))
-  const csv = (report: string, extra = '') => `/v1/admin/export.csv?report=${report}&${range}${extra}`
+  const csv = (report: string, extra = '') => `/v1/admin/export.csv?report=${report}&${q()}${extra}`
+  const all = () => overview()?.periods[0]
 
   return (
     <main>
       <header class="top">
         <h1>Growth</h1>
         <span class="muted">last 30 days</span>
+        <label>
+          Fraud flags{' '}
+          <select
+            aria-label="Fraud flags"
+            value={flagged()}
+            onChange={(e) => setFlagged(e.currentTarget.value as 'include' | 'exclude' | 'only')}
+          >
+            <option value="include">all events</option>
+            <option value="exclude">without flagged</option>
+            <option value="only">flagged only</option>
+          </select>
+        </label>
       </header>
+      <Show when={all()}>
+        {(p) => (
+          <p class="muted" aria-label="Conversion with and without flagged">
+            Conversion rate {(Number(p().conversion_rate_all) * 100).toFixed(1)}% with flagged,{' '}
+            {(Number(p().conversion_rate_unflagged) * 100).toFixed(1)}% without · {p().flagged_signups}{' '}
+            flagged referrals
+          </p>
+        )}
+      </Show>
 
       <section class="panel">
         <div class="chart-head">
@@ -207,6 +239,8 @@ export function AdminPage() {
           }
         />
       </section>
+
+      <FraudPanel range={range} />
 
       <LiveFeed />
 
