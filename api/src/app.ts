@@ -9,6 +9,7 @@ import { jwtAuth } from './middleware/auth.ts'
 import { DOCS_HTML, openApiDocument } from './openapi.ts'
 import { adminRoutes } from './routes/admin.ts'
 import { adminFraudRoutes } from './routes/admin-fraud.ts'
+import { adminWebhookRoutes } from './routes/admin-webhooks.ts'
 import { eventRoutes } from './routes/events.ts'
 import { healthRoutes } from './routes/health.ts'
 import { meRoutes } from './routes/me.ts'
@@ -56,6 +57,7 @@ export function createApp(deps: ApiDeps): Hono {
   app.route('/', stripeWebhookRoutes(deps))
   app.route('/', adminRoutes(deps))
   app.route('/', adminFraudRoutes(deps))
+  app.route('/', adminWebhookRoutes(deps))
   app.route('/', sessionRoutes(deps))
 
   if (existsSync(deps.webRoot)) {

@@ -205,6 +205,27 @@ const OPERATIONS: Operation[] = [
     auth: 'admin',
     responses: { '200': 'ok', '403': 'not an admin token' },
   },
+  {
+    method: 'get',
+    path: '/v1/admin/webhooks',
+    summary: 'Outgoing webhook endpoints (WEBHOOK_URL) and their delivery queue',
+    auth: 'admin',
+    responses: { '200': '{endpoints, signature_header, queue}', '403': 'not an admin token' },
+  },
+  {
+    method: 'get',
+    path: '/v1/admin/webhooks/deliveries',
+    summary: 'The delivery log, newest attempt first: status, attempts, last HTTP status and error',
+    auth: 'admin',
+    responses: { '200': '{deliveries}', '403': 'not an admin token' },
+  },
+  {
+    method: 'post',
+    path: '/v1/admin/webhooks/deliveries/{id}/replay',
+    summary: 'Send a delivery again now (same event id and body, fresh signature)',
+    auth: 'admin',
+    responses: { '202': 'queued', '404': 'no such delivery in the log' },
+  },
   { method: 'get', path: '/healthz', summary: 'Process up', auth: 'public', responses: { '200': 'ok' } },
   {
     method: 'get',

@@ -55,6 +55,8 @@ const envSchema = z.object({
   FRAUD_REFUND_MIN_PURCHASES: intFrom(4, 1, 1_000_000),
   FRAUD_DISPOSABLE_DOMAINS: optionalString,
   WEBHOOK_URL: optionalString,
+  /** first retry delay of a failed webhook delivery, doubling to 6 hours (tests shorten it) */
+  WEBHOOK_RETRY_BASE_MS: intFrom(10_000, 1, 3_600_000),
   WEBHOOK_SECRET: optionalString.pipe(z.string().min(16, 'at least 16 characters').optional()),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
@@ -62,7 +64,7 @@ const envSchema = z.object({
 /** Every environment variable the service reads (for .env.example and the docs). */
 export const CONFIG_VARIABLES = Object.keys(envSchema.shape)
 
-/** The thresholds of the fraud rules (docs/FRAUD.md explains each). */
+/** The thresholds of the fraud rules (README, "Fraud signals", explains each). */
 export interface FraudConfig {
   /** hold flagged commissions until an admin decides; false: flag only */
   hold: boolean
@@ -128,6 +130,7 @@ export interface Config {
   fraud: FraudConfig
   /** where outgoing webhooks go (WEBHOOK_URL, comma-separated for several); empty: none */
   webhooks: WebhookEndpoint[]
+  webhookRetryBaseMs: number
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 }
 
@@ -201,6 +204,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
         .filter((d) => d !== ''),
     },
     webhooks: webhookUrls.map((url) => ({ url, secret: e.WEBHOOK_SECRET ?? '' })),
+    webhookRetryBaseMs: e.WEBHOOK_RETRY_BASE_MS,
     logLevel: e.LOG_LEVEL,
   }
 }

@@ -37,6 +37,13 @@ export interface Keys {
   fraudWindow(window: string): string
   /** held commissions awaiting an admin's decision: purchase ids by time (sorted set) */
   pendingHolds(): string
+  /** outgoing webhooks: the last sequence number given to an event (string) */
+  webhookSequence(): string
+  /** events for one user and endpoint not yet delivered, by sequence (sorted set) */
+  webhookOrder(endpoint: number, subject: string): string
+  /** deliveries by last attempt (sorted set), and one delivery's log (hash, 30 days) */
+  webhookLog(): string
+  webhookDelivery(id: string): string
   /** a referrer's live counters (hash) */
   stats(userId: string): string
   /** counters over all referrers (hash) */
@@ -76,6 +83,10 @@ export function makeKeys(prefix: string): Keys {
     partners: () => `${p}partners`,
     fraudWindow: (window) => `${p}fraud:${window}`,
     pendingHolds: () => `${p}holds-pending`,
+    webhookSequence: () => `${p}wh-seq`,
+    webhookOrder: (endpoint, subject) => `${p}wh-order:${endpoint}:${subject}`,
+    webhookLog: () => `${p}wh-log`,
+    webhookDelivery: (id) => `${p}wh-delivery:${id}`,
     stats: (userId) => `${p}stats:${userId}`,
     globalStats: () => `${p}stats-global`,
     jobGroup: (jobId) => `${p}job:${jobId}`,

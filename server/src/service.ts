@@ -18,7 +18,13 @@ import {
   type ResolvedConfig,
   whenReady,
 } from '@referral/core'
-import { type IngestWorker, startIngestWorker, startPayoutWorker } from '@referral/workers'
+import {
+  type IngestWorker,
+  makeWebhooks,
+  startIngestWorker,
+  startPayoutWorker,
+  startWebhookWorker,
+} from '@referral/workers'
 import { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { type RedisServer, startRedisServer } from './redis-server.ts'
@@ -130,6 +136,29 @@ export async function startService(opts: StartOptions): Promise<Service> {
         read: () => w.stats.failures,
       })
       cleanups.push(() => w.close())
+      const whConn = makeRedis(redisUrl, 'worker', 'webhooks')
+      whConn.on('error', (e) => log.warn({ err: e.message }, 'webhook redis'))
+      const webhooks = makeWebhooks({ config, redis: whConn, keys })
+      const whWorker = startWebhookWorker({ config, redis: whConn, connection: whConn, keys, log })
+      if (whWorker !== null) {
+        metrics.add({
+          name: 'ra_webhook_deliveries_total',
+          help: 'webhook deliveries that the receiver accepted',
+          type: 'counter',
+          read: () => whWorker.stats.delivered,
+        })
+        metrics.add({
+          name: 'ra_webhook_failed_attempts_total',
+          help: 'webhook delivery attempts that failed (each is retried)',
+          type: 'counter',
+          read: () => whWorker.stats.failedAttempts,
+        })
+      }
+      cleanups.push(async () => {
+        await whWorker?.close()
+        await webhooks.close()
+        whConn.disconnect()
+      })
       if (stripe !== null) {
         const conn = makeRedis(redisUrl, 'worker', 'payouts')
         conn.on('error', (e) => log.warn({ err: e.message }, 'payout redis'))
@@ -145,6 +174,8 @@ export async function startService(opts: StartOptions): Promise<Service> {
           ch,
           stripe,
           log,
+          webhooks,
+          autoPayoutCron: config.autoPayoutCron,
         })
         cleanups.push(async () => {
           await pw.close()

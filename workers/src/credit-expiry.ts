@@ -14,6 +14,7 @@ import { publishStatsChanged } from './notify.ts'
 import type { CreditExpiry } from './state.ts'
 import { insertLedgerEntry } from './store.ts'
 import { expireCredit } from './wallet.ts'
+import { type Webhooks, webhookEvent } from './webhooks.ts'
 
 /**
  * Credit expiry: every credit granted with an expiry gets a delayed job (id derived from the
@@ -51,6 +52,7 @@ export async function expireOne(
   ch: ClickHouse,
   data: JobPayloads['credits'],
   now: number,
+  webhooks?: Webhooks,
 ) {
   const written = await expireCredit(redis, keys, data.userId, data.creditId, now)
   if (written < 0) throw new Error(`credit ${data.creditId} is not expired yet`)
@@ -67,6 +69,13 @@ export async function expireOne(
   }
   await insertLedgerEntry(ch, entry)
   await publishStatsChanged(redis, keys, [data.userId])
+  await webhooks?.emit([
+    webhookEvent('credit.expired', entry.entry_id, data.userId, data.expiresAt, {
+      user_id: data.userId,
+      credit_id: data.creditId,
+      expired_cents: written,
+    }),
+  ])
   return written
 }
 
@@ -76,11 +85,12 @@ export function startCreditExpiryWorker(deps: {
   keys: Keys
   ch: ClickHouse
   log: Logger
+  webhooks?: Webhooks
 }): Worker<JobPayloads['credits']> {
   const { redis, keys, ch, log } = deps
   const worker = new Worker<JobPayloads['credits']>(
     QUEUE_NAMES.credits,
-    (job: Job<JobPayloads['credits']>) => expireOne(redis, keys, ch, job.data, Date.now()),
+    (job: Job<JobPayloads['credits']>) => expireOne(redis, keys, ch, job.data, Date.now(), deps.webhooks),
     {
       connection: deps.connection,
       prefix: keys.bullPrefix(),

@@ -11,9 +11,11 @@ import {
   whenReady,
 } from '@referral/core'
 import { type Job, Queue, Worker } from 'bullmq'
+import type { AppliedGroup } from './apply.ts'
 import { scheduleExpiries, startCreditExpiryWorker } from './credit-expiry.ts'
 import { processJobs } from './process.ts'
 import type { CreditExpiry } from './state.ts'
+import { eventsOfGroup, makeWebhooks } from './webhooks.ts'
 
 export interface IngestWorkerDeps {
   config: ResolvedConfig
@@ -50,16 +52,25 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
     connection: tx,
     prefix: keys.bullPrefix(),
   })
+  const webhooks = makeWebhooks({ config, redis: tx, keys })
   const opts = {
     attributionWindowMs: config.attributionWindowDays * 86_400_000,
     fraud: config.fraud,
     dedupWindowSeconds: config.dedupWindowDays * 86_400,
     resolutionTtlSeconds: 7 * 86_400,
     schedule: (expiries: readonly CreditExpiry[]) => scheduleExpiries(credits, expiries),
+    afterStore: (g: AppliedGroup) => webhooks.emit(eventsOfGroup(g.resolution)),
   }
   const expiryConnection = makeRedis(deps.redisUrl, 'worker', 'credit-expiry')
   expiryConnection.on('error', (e) => log.warn({ err: e.message }, 'credit expiry redis'))
-  const expiryWorker = startCreditExpiryWorker({ redis: tx, connection: expiryConnection, keys, ch, log })
+  const expiryWorker = startCreditExpiryWorker({
+    redis: tx,
+    connection: expiryConnection,
+    keys,
+    ch,
+    log,
+    webhooks,
+  })
   // BullMQ closes the connections it makes, not the one it is given
   const connection = makeRedis(deps.redisUrl, 'worker', 'ingest-worker')
   connection.on('error', (e) => log.warn({ err: e.message }, 'ingest worker queue redis'))
@@ -135,6 +146,7 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
       await loop
       await expiryWorker.close()
       await credits.close()
+      await webhooks.close()
       expiryConnection.disconnect()
       tx.disconnect()
       connection.disconnect()

@@ -13,6 +13,7 @@ import type { Redis } from 'ioredis'
 import { publishStatsChanged } from './notify.ts'
 import { type Payout, pendingPayoutIds, readPayout, requestPayout, settlePayout } from './payouts.ts'
 import { insertLedgerEntry } from './store.ts'
+import { type Webhooks, webhookEvent } from './webhooks.ts'
 
 /**
  * Sends a payout as a Stripe transfer. The idempotency key is derived from the payout id,
@@ -84,6 +85,28 @@ export async function sendPayout(
   return 'paid'
 }
 
+/** payout.paid or payout.failed, once the payout is settled (again on a re-run: the same event). */
+async function emitSettled(deps: PayoutDeps & { webhooks?: Webhooks }, payoutId: string): Promise<void> {
+  const p = await readPayout(deps.redis, deps.keys, payoutId)
+  if (deps.webhooks === undefined || p === null || (p.status !== 'paid' && p.status !== 'failed')) return
+  await deps.webhooks.emit([
+    webhookEvent(
+      p.status === 'paid' ? 'payout.paid' : 'payout.failed',
+      p.id,
+      p.user_id,
+      p.settled_at ?? p.created_at,
+      {
+        payout_id: p.id,
+        user_id: p.user_id,
+        amount_cents: p.amount_cents,
+        status: p.status,
+        transfer_id: p.transfer_id ?? null,
+        failure: p.failure ?? null,
+      },
+    ),
+  ])
+}
+
 export async function enqueuePayouts(
   queue: Queue<JobPayloads['payouts']>,
   ids: readonly string[],
@@ -110,12 +133,17 @@ export async function startPayoutWorker(
     log: Logger
     /** cron pattern of the automatic payout run; undefined: none */
     autoPayoutCron?: string | undefined
+    webhooks?: Webhooks
   },
 ): Promise<PayoutWorker> {
   const { log, queue } = deps
   const worker = new Worker<JobPayloads['payouts']>(
     QUEUE_NAMES.payouts,
-    (job) => sendPayout(deps, job.data.payoutId),
+    async (job) => {
+      const status = await sendPayout(deps, job.data.payoutId)
+      if (status === 'paid' || status === 'failed') await emitSettled(deps, job.data.payoutId)
+      return status
+    },
     {
       connection: deps.connection,
       prefix: deps.keys.bullPrefix(),

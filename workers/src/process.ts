@@ -14,12 +14,17 @@ export async function processJobs(
   keys: Keys,
   ch: ClickHouse,
   jobs: readonly JobInput[],
-  opts: ApplyOptions & { schedule?: (expiries: readonly CreditExpiry[]) => Promise<void> },
+  opts: ApplyOptions & {
+    schedule?: (expiries: readonly CreditExpiry[]) => Promise<void>
+    /** after a group's rows are stored (outgoing webhooks); it may run again for the same group */
+    afterStore?: (group: AppliedGroup) => Promise<void>
+  },
 ): Promise<AppliedGroup[]> {
   const groups = await applyJobs(redis, keys, jobs, opts)
   for (const g of groups) {
     await storeGroup(ch, g)
     await opts.schedule?.(g.resolution.expiries ?? [])
+    await opts.afterStore?.(g)
   }
   await finishJobs(
     redis,

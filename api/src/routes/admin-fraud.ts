@@ -18,7 +18,9 @@ const DAY = 86_400_000
 /** how long a decision request waits to answer with the applied outcome */
 const DECISION_WAIT_MS = 5_000
 
-export const decisionBody = z.object({ reason: z.string().max(500, 'at most 500 characters').optional() }).strict()
+export const decisionBody = z
+  .object({ reason: z.string().max(500, 'at most 500 characters').optional() })
+  .strict()
 const rangeQuery = z.object({ from: instant.optional(), to: instant.optional() })
 
 export interface HoldView {
