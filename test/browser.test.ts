@@ -152,7 +152,7 @@ describe('referrer dashboard in a browser', () => {
       const row = admin.locator('[data-hold="pw-fp1"]')
       await row.waitFor({ timeout: 10_000 })
       expect(await row.locator('.badge').allTextContents()).toEqual(['same ip'])
-      const summary = admin.getByLabel('Conversion with and without flagged')
+      const summary = admin.locator('[data-summary="flagged"]')
       await expect.poll(async () => await summary.textContent()).toContain('1 flagged referrals')
 
       // without flagged: the funnel's signups lose the flagged one (the earlier pw-user signup stays)

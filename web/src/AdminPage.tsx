@@ -77,7 +77,7 @@ export function AdminPage() {
       </header>
       <Show when={all()}>
         {(p) => (
-          <p class="muted" aria-label="Conversion with and without flagged">
+          <p class="muted" data-summary="flagged">
             Conversion rate {(Number(p().conversion_rate_all) * 100).toFixed(1)}% with flagged,{' '}
             {(Number(p().conversion_rate_unflagged) * 100).toFixed(1)}% without · {p().flagged_signups}{' '}
             flagged referrals

@@ -1,4 +1,3 @@
-import type { QueuedEvent } from '@referral/core'
 import { describe, expect, it } from 'vitest'
 import type { StateSnapshot } from '../src/state.ts'
 import { DAY, ev, run, T0 } from './resolve-support.ts'
