@@ -234,6 +234,12 @@ describe('fraud review', () => {
         expect.objectContaining({ referrer_id: 'pia', signups: 1 }),
       ]),
     )
+    const users = async (flagged: string) =>
+      ((await get(`/v1/admin/credits?flagged=${flagged}`)).effect as Array<{ users: number }>).reduce(
+        (a, e) => a + e.users,
+        0,
+      )
+    expect([await users('include'), await users('exclude'), await users('only')]).toEqual([4, 2, 2])
     const funnel = await get(`/v1/admin/funnel?flagged=exclude&${range}`)
     expect(funnel.flagged).toBe('exclude')
     expect((await api.get('/v1/admin/overview?flagged=maybe', admin)).status).toBe(400)

@@ -284,7 +284,10 @@ export async function funnel(
 }
 
 /** The signup credit's life: granted, spent, expired, still open; and conversion with and without spending it. */
-export async function credits(ch: ClickHouse): Promise<{ lifecycle: Row[]; effect: Row[] }> {
+export async function credits(
+  ch: ClickHouse,
+  flagged: FlagFilter = 'include',
+): Promise<{ lifecycle: Row[]; effect: Row[] }> {
   const [[life], effect] = await Promise.all([
     queryRows<Record<string, string>>(
       ch,
@@ -297,7 +300,7 @@ export async function credits(ch: ClickHouse): Promise<{ lifecycle: Row[]; effec
     queryRows<{ used: string; users: string; converted: string }>(
       ch,
       `SELECT u.user_id != '' AS used, count() AS users, countIf(p.user_id != '') AS converted
-       FROM (SELECT user_id FROM events WHERE type = 'signup' AND counted = 1) AS s
+       FROM (SELECT user_id FROM events WHERE type = 'signup' AND counted = 1 AND ${FLAGGED_EVENTS[flagged]}) AS s
        LEFT JOIN (SELECT DISTINCT user_id FROM ledger WHERE kind = 'spend' AND startsWith(credit_id, 'signup_bonus:')) AS u
          ON u.user_id = s.user_id
        LEFT JOIN (SELECT DISTINCT user_id FROM events WHERE type = 'purchase' AND first_purchase = 1) AS p

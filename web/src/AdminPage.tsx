@@ -53,7 +53,9 @@ export function AdminPage() {
     (qs) => getJson<{ rows: Row[] }>(`/v1/admin/breakdown?${qs}`),
   )
   const [overview] = createResource(q, (qs) => getJson<{ periods: Row[] }>(`/v1/admin/overview?${qs}`))
-  const [credits] = createResource(() => getJson<{ lifecycle: Row[]; effect: Row[] }>('/v1/admin/credits'))
+  const [credits] = createResource(q, (qs) =>
+    getJson<{ lifecycle: Row[]; effect: Row[] }>(`/v1/admin/credits?${qs}`),
+  )
   const csv = (report: string, extra = '') => `/v1/admin/export.csv?report=${report}&${q()}${extra}`
   const all = () => overview()?.periods[0]
 

@@ -89,7 +89,7 @@ async function reportRows(ch: ClickHouse, q: AdminQuery): Promise<Row[]> {
     case 'breakdown':
       return breakdown(ch, range, breakdownBy(q.by), q.flagged)
     case 'credits': {
-      const c = await credits(ch)
+      const c = await credits(ch, q.flagged)
       return c.effect
     }
     case undefined:
@@ -144,7 +144,10 @@ export function adminRoutes(deps: ApiDeps): Hono {
     const by = breakdownBy(q.by)
     return c.json({ by, flagged: q.flagged, rows: await breakdown(ch(), rangeOf(q), by, q.flagged) })
   })
-  app.get('/v1/admin/credits', async (c) => c.json(await credits(ch())))
+  app.get('/v1/admin/credits', async (c) => {
+    const q = parse(c.req.query())
+    return c.json({ flagged: q.flagged, ...(await credits(ch(), q.flagged)) })
+  })
 
   // the live feed: each batch of events as the workers apply it
   app.get('/v1/admin/stream', (c) =>
