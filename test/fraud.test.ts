@@ -251,6 +251,20 @@ describe('fraud review', () => {
     expect(rule('same_visitor')?.referrals).toBe(1)
     expect(rule('disposable_email')?.referrals).toBe(0)
     expect(fraud.decisions).toEqual({ approved: 1, approved_cents: 500, rejected: 1, rejected_cents: 3000 })
+    expect(fraud.recent_decisions).toEqual([
+      expect.objectContaining({
+        purchase_id: 'sock-p1',
+        decision: 'rejected',
+        by: 'growth',
+        reason: 'same browser',
+      }),
+      expect.objectContaining({
+        purchase_id: 'fred-p1',
+        decision: 'approved',
+        by: 'growth',
+        flags: ['same_ip'],
+      }),
+    ])
   })
 
   it('leaves the counters equal to what ClickHouse says, rejections included', async () => {

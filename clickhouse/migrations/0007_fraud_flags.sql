@@ -3,6 +3,9 @@
 -- admin's decision on a held commission (type 'decision').
 ALTER TABLE events ADD COLUMN IF NOT EXISTS flags Array(LowCardinality(String)) AFTER note;
 
+-- Who decided on a held commission, and why (decision rows only).
+ALTER TABLE events ADD COLUMN IF NOT EXISTS actor String AFTER flags, ADD COLUMN IF NOT EXISTS reason String AFTER actor;
+
 -- What of each rollup was flagged, so that every growth chart can leave it out. A rejected
 -- commission (a 'decision' row) takes its amount off the commission like a reversal.
 ALTER TABLE rollup_hourly

@@ -29,6 +29,9 @@ export interface EventRow {
   is_bot: 0 | 1
   /** fraud flags (workers/src/fraud.ts); absent when none */
   flags?: string[]
+  /** a decision's admin and stated reason */
+  actor?: string
+  reason?: string
 }
 
 export type LedgerKind =

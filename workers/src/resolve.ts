@@ -523,7 +523,7 @@ export function resolveBatch(
    * which the earnings lose like a reversal). The first decision wins.
    */
   const decide = (e: DecisionEvent, row: EventRow) => {
-    Object.assign(row, { purchase_id: e.purchase_id, note: 'not_held' })
+    Object.assign(row, { purchase_id: e.purchase_id, note: 'not_held', actor: e.by, reason: e.reason ?? '' })
     const p = view.purchase(e.purchase_id)
     if (p === null) {
       row.note = 'unknown_purchase'

@@ -134,7 +134,7 @@ export function adminFraudRoutes(deps: ApiDeps): Hono {
     const to = q.to ?? Date.now()
     const range = { from: q.from ?? to - 30 * DAY, to }
     const { fraud } = deps.config
-    const [flags, decisions, refunds] = await Promise.all([
+    const [flags, decisions, refunds, recent] = await Promise.all([
       queryRows<{ flag: string; type: string; events: string }>(
         ch,
         `SELECT arrayJoin(flags) AS flag, type, count() AS events FROM events
@@ -162,6 +162,22 @@ export function adminFraudRoutes(deps: ApiDeps): Hono {
          ORDER BY refunded / purchased DESC LIMIT 100`,
         { min: fraud.refundMinPurchases, rate: fraud.refundRate },
       ),
+      queryRows<{
+        purchase_id: string
+        referrer_id: string
+        decision: string
+        amount_cents: string
+        flags: string[]
+        actor: string
+        reason: string
+        at: string
+      }>(
+        ch,
+        `SELECT purchase_id, referrer_id, note AS decision, amount_cents, flags, actor, reason,
+                toUnixTimestamp64Milli(ts) AS at
+         FROM events WHERE type = 'decision' AND counted = 1
+         ORDER BY ts DESC LIMIT 50`,
+      ),
     ])
     const by = (note: string) => decisions.find((d) => d.note === note)
     return c.json({
@@ -180,6 +196,16 @@ export function adminFraudRoutes(deps: ApiDeps): Hono {
         rejected: Number(by('rejected')?.decisions ?? 0),
         rejected_cents: Number(by('rejected')?.cents ?? 0),
       },
+      recent_decisions: recent.map((r) => ({
+        purchase_id: r.purchase_id,
+        referrer_id: r.referrer_id,
+        decision: r.decision,
+        amount_cents: Number(r.amount_cents),
+        flags: r.flags,
+        by: r.actor,
+        reason: r.reason === '' ? null : r.reason,
+        at: iso(Number(r.at)),
+      })),
       refund_rate_alerts: refunds.map((r) => ({
         referrer_id: r.referrer_id,
         purchases: Number(r.purchases),

@@ -16,6 +16,15 @@ interface FraudSummary {
   rules: Array<{ flag: string; description: string; clicks: number; referrals: number; purchases: number }>
   decisions: { approved: number; approved_cents: number; rejected: number; rejected_cents: number }
   refund_rate_alerts: Array<{ referrer_id: string; purchases: number; refund_rate: number }>
+  recent_decisions: Array<{
+    purchase_id: string
+    referrer_id: string
+    decision: string
+    amount_cents: number
+    by: string
+    reason: string | null
+    at: string | null
+  }>
 }
 
 /**
@@ -128,6 +137,19 @@ export function FraudPanel(props: { range: string }) {
               Approved {s().decisions.approved} ({formatCents(s().decisions.approved_cents)}) · rejected{' '}
               {s().decisions.rejected} ({formatCents(s().decisions.rejected_cents)})
             </p>
+            <Show when={s().recent_decisions.length > 0}>
+              <h3>Recent decisions</h3>
+              <ul class="plain" aria-label="Recent decisions">
+                <For each={s().recent_decisions.slice(0, 10)}>
+                  {(d) => (
+                    <li>
+                      {d.purchase_id} ({d.referrer_id}): {d.decision} {formatCents(d.amount_cents)} by {d.by}
+                      {d.reason === null ? '' : ` — ${d.reason}`}
+                    </li>
+                  )}
+                </For>
+              </ul>
+            </Show>
             <Show when={s().refund_rate_alerts.length > 0}>
               <p>
                 Refund-rate alerts:{' '}
