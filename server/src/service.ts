@@ -179,9 +179,14 @@ export async function startService(opts: StartOptions): Promise<Service> {
         prefix: keys.bullPrefix(),
         skipWaitingForReady: true,
       })
+      // the other queues, for the queue dashboard only
+      const others = [QUEUE_NAMES.credits, QUEUE_NAMES.payoutRuns].map(
+        (name) => new Queue(name, { connection: queueConn, prefix: keys.bullPrefix(), skipWaitingForReady: true }),
+      )
       cleanups.push(async () => {
         await q.close()
         await payouts.close()
+        for (const o of others) await o.close()
         queueConn.disconnect()
       })
       const gc = new GroupCommitter(
@@ -250,6 +255,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
         webRoot: opts.webRoot ?? WEB_ROOT,
         stripe,
         payouts,
+        queues: [q, payouts, ...others],
       })
       const server = await new Promise<Server>((res) => {
         const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () =>
