@@ -181,7 +181,8 @@ export async function startService(opts: StartOptions): Promise<Service> {
       })
       // the other queues, for the queue dashboard only
       const others = [QUEUE_NAMES.credits, QUEUE_NAMES.payoutRuns].map(
-        (name) => new Queue(name, { connection: queueConn, prefix: keys.bullPrefix(), skipWaitingForReady: true }),
+        (name) =>
+          new Queue(name, { connection: queueConn, prefix: keys.bullPrefix(), skipWaitingForReady: true }),
       )
       cleanups.push(async () => {
         await q.close()
