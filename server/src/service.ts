@@ -12,6 +12,7 @@ import {
   makeKeys,
   makeRedis,
   makeStripe,
+  migrateKeyLayout,
   newId,
   type ProcessRole,
   QUEUE_NAMES,
@@ -82,6 +83,14 @@ export async function startService(opts: StartOptions): Promise<Service> {
     }
 
     const keys = makeKeys(config.queuePrefix)
+    // data of a version before the hash-tagged key layout moves to it before anything reads it
+    const layoutConn = await whenReady(makeRedis(redisUrl, 'command', 'layout'))
+    try {
+      const layout = await migrateKeyLayout(layoutConn, keys, config.queuePrefix)
+      if (layout.moved > 0) log.info({ moved: layout.moved }, 'redis keys moved to the hash-tagged layout')
+    } finally {
+      layoutConn.disconnect()
+    }
     const runsWorkers = role !== 'api'
     const runsApi = role !== 'workers'
 
