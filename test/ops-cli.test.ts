@@ -7,7 +7,7 @@ import { runOps } from '@referral/server'
 import { Queue, UnrecoverableError, Worker } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { BROWSER_UA, codeFor, eventually, type Http, http, statsFor } from './support/client.ts'
+import { BROWSER_UA, codeFor, eventually, type Http, http } from './support/client.ts'
 import { INGEST_KEY, JWT_SECRET, startTestRedis, tempDir } from './support/env.ts'
 import { count, drained, startTestService } from './support/service.ts'
 
