@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { makeKeys } from '@referral/core'
 import { SignJWT } from 'jose'
 import { type Baseline, rows, type ServiceRun } from './figures.ts'
 import { batchLoops, cannon, getJson, waitFor200 } from './load.ts'
@@ -150,7 +151,7 @@ async function service(): Promise<ServiceRun> {
   const failed = (await pipeline.counts()).failed
   const redisUsedAfter = await pipeline.usedMemory()
   const dbsize = await pipeline.dbsize()
-  const markerBytes = await pipeline.keyBytes('ra:ev:click:b-0-0-0')
+  const markerBytes = await pipeline.keyBytes(makeKeys('ra').marker('click', 'b-0-0-0'))
   const mem = memoryKb(svc.pid)
   await pipeline.close()
   log('service: SIGTERM')

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { makeKeys } from '@referral/core'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import { memoryKb } from './proc.ts'
@@ -39,7 +40,7 @@ export async function openPipeline(dataDir: string): Promise<Pipeline> {
   connection.on('error', (e: Error) => {
     process.stderr.write(`bench redis connection: ${e.message}\n`)
   })
-  const queue = new Queue('ingest', { connection, prefix: 'ra:bull' })
+  const queue = new Queue('ingest', { connection, prefix: makeKeys('ra').bullPrefix() })
   return {
     redisPid: state.pid,
     redisPort: state.port,

@@ -6,7 +6,9 @@ import { secureHeaders } from 'hono/secure-headers'
 import type { ApiDeps } from './context.ts'
 import { makeErrorHandler, notFound } from './errors.ts'
 import { jwtAuth } from './middleware/auth.ts'
+import { requestLog } from './middleware/request-log.ts'
 import { DOCS_HTML, openApiDocument } from './openapi.ts'
+import { QUEUE_BOARD_PATH, queueBoard } from './queue-board.ts'
 import { adminRoutes } from './routes/admin.ts'
 import { adminFraudRoutes } from './routes/admin-fraud.ts'
 import { adminWebhookRoutes } from './routes/admin-webhooks.ts'
@@ -25,7 +27,9 @@ export function createApp(deps: ApiDeps): Hono {
   const app = new Hono()
   app.onError(makeErrorHandler(deps.log))
   app.notFound(notFound)
-  app.use('*', requestId())
+  // an incoming X-Request-Id is kept when it is short and plain, else one is made
+  app.use('*', requestId({ limitLength: 128 }))
+  app.use('*', requestLog(deps.log))
   // while shutting down, every answer ends its keep-alive connection so the server can close
   app.use('*', async function drain(c, next) {
     await next()
@@ -59,6 +63,11 @@ export function createApp(deps: ApiDeps): Hono {
   app.route('/', adminFraudRoutes(deps))
   app.route('/', adminWebhookRoutes(deps))
   app.route('/', sessionRoutes(deps))
+
+  // the queue dashboard: the growth team's admin token or session only
+  app.use(QUEUE_BOARD_PATH, jwtAuth(deps.config.jwtSecret, { role: 'admin' }))
+  app.use(`${QUEUE_BOARD_PATH}/*`, jwtAuth(deps.config.jwtSecret, { role: 'admin' }))
+  app.route(QUEUE_BOARD_PATH, queueBoard(deps.queues))
 
   if (existsSync(deps.webRoot)) {
     app.get('/landing', serveStatic({ root: deps.webRoot, path: 'landing.html' }))

@@ -30,6 +30,8 @@ export interface ApiDeps {
   /** null when STRIPE_SECRET_KEY is not set: Stripe features answer 503 */
   stripe: Stripe | null
   payouts: Queue<JobPayloads['payouts']>
+  /** every queue, for the queue dashboard at /admin/queues */
+  queues: readonly Queue[]
 }
 
 export interface AuthInfo {

@@ -8,7 +8,10 @@ export function makeErrorHandler(log: Logger): ErrorHandler {
   return function errorHandler(err: Error, c: Context) {
     const appErr = toAppError(err)
     if (appErr.status >= 500) {
-      log.error({ err: err.message, cause: describeCause(appErr), path: c.req.path }, 'request failed')
+      log.error(
+        { req_id: c.get('requestId'), err: err.message, cause: describeCause(appErr), path: c.req.path },
+        'request failed',
+      )
     }
     for (const [k, v] of Object.entries(appErr.headers)) c.header(k, v)
     // the rest of an oversize body was not read: the connection cannot carry another request

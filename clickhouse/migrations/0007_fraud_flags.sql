@@ -8,6 +8,7 @@ ALTER TABLE events ADD COLUMN IF NOT EXISTS actor String AFTER flags, ADD COLUMN
 
 -- What of each rollup was flagged, so that every growth chart can leave it out. A rejected
 -- commission (a 'decision' row) takes its amount off the commission like a reversal.
+-- The flagged sums name `ev.commission_cents`: the bare name is the alias of another sum.
 ALTER TABLE rollup_hourly
     ADD COLUMN IF NOT EXISTS flagged_clicks UInt64,
     ADD COLUMN IF NOT EXISTS flagged_signups UInt64,
@@ -33,8 +34,8 @@ SELECT
     countIf(type = 'signup' AND counted = 1 AND notEmpty(flags)) AS flagged_signups,
     countIf(type = 'purchase' AND first_purchase = 1 AND notEmpty(flags)) AS flagged_conversions,
     sumIf(amount_cents, type = 'purchase' AND referrer_id != '' AND notEmpty(flags)) AS flagged_revenue_cents,
-    sumIf(events.commission_cents, type IN ('purchase', 'refund', 'decision') AND notEmpty(flags)) AS flagged_commission_cents
-FROM events
+    sumIf(ev.commission_cents, type IN ('purchase', 'refund', 'decision') AND notEmpty(flags)) AS flagged_commission_cents
+FROM events AS ev
 GROUP BY hour;
 
 ALTER TABLE rollup_referrer_daily
@@ -59,8 +60,8 @@ SELECT
     countIf(type = 'signup' AND counted = 1 AND notEmpty(flags)) AS flagged_signups,
     countIf(type = 'purchase' AND first_purchase = 1 AND notEmpty(flags)) AS flagged_conversions,
     sumIf(amount_cents, type = 'purchase' AND notEmpty(flags)) AS flagged_revenue_cents,
-    sumIf(events.commission_cents, type IN ('purchase', 'refund', 'decision') AND notEmpty(flags)) AS flagged_commission_cents
-FROM events
+    sumIf(ev.commission_cents, type IN ('purchase', 'refund', 'decision') AND notEmpty(flags)) AS flagged_commission_cents
+FROM events AS ev
 WHERE referrer_id != ''
 GROUP BY day, referrer_id;
 

@@ -11,6 +11,8 @@ export interface ClickHouse {
   database: string
   /** 'chdb' in the embedded default, 'http' against a ClickHouse server */
   mode: 'chdb' | 'http'
+  /** CLICKHOUSE_CLUSTER: tables are replicated local tables behind Distributed ones (cluster.ts) */
+  cluster: string | null
   close(): Promise<void>
 }
 
@@ -21,9 +23,11 @@ export interface ClickHouse {
  */
 export async function openClickHouse(config: Pick<Config, 'clickhouse' | 'dataDir'>): Promise<ClickHouse> {
   const { url, database, user, password } = config.clickhouse
+  const cluster = config.clickhouse.cluster ?? null
   if (url !== undefined) {
     const admin = createClient({ url, username: user, password, request_timeout: 30_000 })
-    await admin.command({ query: `CREATE DATABASE IF NOT EXISTS ${database}` })
+    const onCluster = cluster === null ? '' : ` ON CLUSTER ${cluster}`
+    await admin.command({ query: `CREATE DATABASE IF NOT EXISTS ${database}${onCluster}` })
     await admin.close()
     const client = createClient({
       url,
@@ -31,9 +35,17 @@ export async function openClickHouse(config: Pick<Config, 'clickhouse' | 'dataDi
       password,
       database,
       request_timeout: 30_000,
-      clickhouse_settings: { date_time_input_format: 'best_effort' },
+      clickhouse_settings: {
+        date_time_input_format: 'best_effort',
+        // on a cluster: an insert returns once every shard has its rows (so a retry with the
+        // same dedup token finds them), and a subquery on a Distributed table inside a query
+        // on another reads the whole cluster once (GLOBAL) instead of being refused
+        ...(cluster === null
+          ? {}
+          : { insert_distributed_sync: 1, distributed_product_mode: 'global' as const }),
+      },
     })
-    return { client, database, mode: 'http', close: () => client.close() }
+    return { client, database, mode: 'http', cluster, close: () => client.close() }
   }
   const path = join(config.dataDir, 'clickhouse')
   mkdirSync(path, { recursive: true })
@@ -44,7 +56,7 @@ export async function openClickHouse(config: Pick<Config, 'clickhouse' | 'dataDi
   const rs = await client.query({ query: 'SELECT currentDatabase() AS db', format: 'JSONEachRow' })
   const [row] = await rs.json<{ db: string }>()
   if (row?.db !== database) throw new Error(`chDB did not select database ${database} (got ${row?.db})`)
-  return { client, database, mode: 'chdb', close: () => client.close() }
+  return { client, database, mode: 'chdb', cluster: null, close: () => client.close() }
 }
 
 /**

@@ -1,3 +1,5 @@
+export * from './backfill.ts'
 export * from './client.ts'
+export * from './cluster.ts'
 export * from './migrate.ts'
 export * from './rows.ts'

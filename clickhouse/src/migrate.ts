@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { type ClickHouse, queryRows } from './client.ts'
+import { clusterMigrations, migrationsTableDdl } from './cluster.ts'
 
 export const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'migrations')
 
@@ -46,24 +47,23 @@ export interface MigrateResult {
 
 /**
  * Apply what is not yet recorded in `schema_migrations`, in order, recording each.
- * A recorded migration whose file changed is an error: migrations are append-only.
+ * A recorded migration whose file changed is an error: migrations are append-only. On a
+ * cluster the same files run in their cluster form (cluster.ts), with the same checksums.
  */
 export async function migrate(
   ch: ClickHouse,
   migrations: Migration[] = loadMigrations(),
 ): Promise<MigrateResult> {
-  await ch.client.command({
-    query: `CREATE TABLE IF NOT EXISTS schema_migrations (
-      version UInt32, name String, checksum String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
-    ) ENGINE = MergeTree ORDER BY version`,
-  })
+  const target = ch.cluster === null ? null : { cluster: ch.cluster, database: ch.database }
+  await ch.client.command({ query: migrationsTableDdl(target) })
+  const toRun = target === null ? migrations : clusterMigrations(migrations, target)
   const done = await queryRows<{ version: number; name: string; checksum: string }>(
     ch,
     'SELECT version, name, checksum FROM schema_migrations ORDER BY version',
   )
   const byVersion = new Map(done.map((d) => [Number(d.version), d]))
   const result: MigrateResult = { applied: [], alreadyApplied: [] }
-  for (const m of migrations) {
+  for (const m of toRun) {
     const prior = byVersion.get(m.version)
     if (prior !== undefined) {
       if (prior.checksum !== m.checksum) {

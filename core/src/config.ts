@@ -24,6 +24,12 @@ const envSchema = z.object({
     .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a plain identifier')
     .default('referral'),
   CLICKHOUSE_USER: optionalString,
+  CLICKHOUSE_CLUSTER: optionalString.pipe(
+    z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a plain identifier')
+      .optional(),
+  ),
   CLICKHOUSE_PASSWORD: optionalString,
   REDIS_URL: optionalString.pipe(z.url().optional()),
   REDIS_SERVER_BIN: z.string().default('redis-server'),
@@ -99,6 +105,11 @@ export interface Config {
     database: string
     user: string | undefined
     password: string | undefined
+    /**
+     * a cluster of the servers' remote_servers: migrations then create replicated local
+     * tables and Distributed tables ON CLUSTER (needs CLICKHOUSE_URL); unset: one server
+     */
+    cluster?: string | undefined
   }
   redis: {
     /** unset: a redis-server child process under `${dataDir}/redis` */
@@ -159,6 +170,9 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   if (webhookUrls.length > 0 && e.WEBHOOK_SECRET === undefined) {
     problems.push('WEBHOOK_SECRET: required when WEBHOOK_URL is set (receivers check the signature with it)')
   }
+  if (e.CLICKHOUSE_CLUSTER !== undefined && e.CLICKHOUSE_URL === undefined) {
+    problems.push('CLICKHOUSE_CLUSTER: needs CLICKHOUSE_URL (the embedded chDB is one node)')
+  }
   if (problems.length > 0) throw new ConfigError(problems)
   const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/$/, '')
   return {
@@ -171,6 +185,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       database: e.CLICKHOUSE_DATABASE,
       user: e.CLICKHOUSE_USER,
       password: e.CLICKHOUSE_PASSWORD,
+      cluster: e.CLICKHOUSE_CLUSTER,
     },
     redis: { url: e.REDIS_URL, serverBin: e.REDIS_SERVER_BIN, appendfsync: e.REDIS_APPENDFSYNC },
     ingestApiKey: e.INGEST_API_KEY,

@@ -1,6 +1,13 @@
 /**
- * The Redis key layout, in one place. Every key that holds program state is named here;
- * BullMQ's own keys live under `${QUEUE_PREFIX}:bull`.
+ * The Redis key layout, in one place. Every key that holds program state is named here.
+ *
+ * Redis Cluster-safe: a Lua script or MULTI may only touch keys of one hash slot, and the
+ * ingest commit (workers/src/apply.ts) writes the markers, state, counters, wallets and
+ * balances of every user in its group in one script. So every program-state key carries
+ * the hash tag `{prefix}`: it all lives in one slot, on one shard (SCALING.md says what that
+ * costs and where the limit is). The other keys spread over the cluster: BullMQ's under
+ * `{prefix:bull}` (one slot for the queues, as BullMQ requires), rate-limit windows untagged
+ * (one key per MULTI). Pub/sub channels are not keys.
  *
  * Prefixes never overlap, so `prefix + opaque id` cannot collide across kinds.
  */
@@ -62,10 +69,13 @@ export interface Keys {
   rateLimit(bucket: string, window: number): string
   /** BullMQ prefix */
   bullPrefix(): string
+  /** the key layout version the data was moved to (string; see redis-layout.ts) */
+  layout(): string
 }
 
 export function makeKeys(prefix: string): Keys {
-  const p = `${prefix}:`
+  // one hash tag for all program state: the slot every multi-key script works in
+  const p = `{${prefix}}:`
   return {
     marker: (type, id) => `${p}ev:${type}:${id}`,
     code: (code) => `${p}code:${code}`,
@@ -92,10 +102,11 @@ export function makeKeys(prefix: string): Keys {
     jobGroup: (jobId) => `${p}job:${jobId}`,
     group: (groupId) => `${p}group:${groupId}`,
     applyLock: () => `${p}apply-lock`,
-    statsChannel: () => `${p}stats-changed`,
-    feedChannel: () => `${p}feed`,
-    rateLimit: (bucket, window) => `${p}rl:${bucket}:${window}`,
-    bullPrefix: () => `${p}bull`,
+    statsChannel: () => `${prefix}:stats-changed`,
+    feedChannel: () => `${prefix}:feed`,
+    rateLimit: (bucket, window) => `${prefix}:rl:${bucket}:${window}`,
+    bullPrefix: () => `{${prefix}:bull}`,
+    layout: () => `${p}layout`,
   }
 }
 

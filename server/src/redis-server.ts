@@ -10,6 +10,8 @@ export interface RedisServerOptions {
   appendfsync: 'always' | 'everysec'
   /** 0: a free port, chosen at start */
   port?: number
+  /** more redis-server options, e.g. ['--cluster-enabled', 'yes'] */
+  extraArgs?: string[]
 }
 
 export interface RedisServer {
@@ -114,6 +116,7 @@ export async function startRedisServer(opts: RedisServerOptions): Promise<RedisS
     'no',
     '--logfile',
     join(opts.dir, 'redis.log'),
+    ...(opts.extraArgs ?? []),
   ]
   const child = spawn(opts.bin, args, { stdio: 'ignore' })
   const spawned = await new Promise<number>((resolve, reject) => {

@@ -12,6 +12,7 @@ import {
   makeKeys,
   makeRedis,
   makeStripe,
+  migrateKeyLayout,
   newId,
   type ProcessRole,
   QUEUE_NAMES,
@@ -88,6 +89,14 @@ export async function startService(opts: StartOptions): Promise<Service> {
     }
 
     const keys = makeKeys(config.queuePrefix)
+    // data of a version before the hash-tagged key layout moves to it before anything reads it
+    const layoutConn = await whenReady(makeRedis(redisUrl, 'command', 'layout'))
+    try {
+      const layout = await migrateKeyLayout(layoutConn, keys, config.queuePrefix)
+      if (layout.moved > 0) log.info({ moved: layout.moved }, 'redis keys moved to the hash-tagged layout')
+    } finally {
+      layoutConn.disconnect()
+    }
     const runsWorkers = role !== 'api'
     const runsApi = role !== 'workers'
 
@@ -210,9 +219,15 @@ export async function startService(opts: StartOptions): Promise<Service> {
         prefix: keys.bullPrefix(),
         skipWaitingForReady: true,
       })
+      // the other queues, for the queue dashboard only
+      const others = [QUEUE_NAMES.credits, QUEUE_NAMES.payoutRuns].map(
+        (name) =>
+          new Queue(name, { connection: queueConn, prefix: keys.bullPrefix(), skipWaitingForReady: true }),
+      )
       cleanups.push(async () => {
         await q.close()
         await payouts.close()
+        for (const o of others) await o.close()
         queueConn.disconnect()
       })
       const gc = new GroupCommitter(
@@ -281,6 +296,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
         webRoot: opts.webRoot ?? WEB_ROOT,
         stripe,
         payouts,
+        queues: [q, payouts, ...others],
       })
       const server = await new Promise<Server>((res) => {
         const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () =>

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { makeKeys } from '@referral/core'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import { INGEST_KEY, JWT_SECRET } from './env.ts'
@@ -69,7 +70,7 @@ export async function startChild(
 export async function queueDepth(dataDir: string): Promise<number> {
   const { port } = JSON.parse(readFileSync(join(dataDir, 'redis', 'server.json'), 'utf8')) as { port: number }
   const connection = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1 })
-  const q = new Queue('ingest', { connection, prefix: 'ra:bull' })
+  const q = new Queue('ingest', { connection, prefix: makeKeys('ra').bullPrefix() })
   try {
     const c = await q.getJobCounts('wait', 'active', 'delayed', 'prioritized', 'failed')
     return Object.values(c).reduce((a, b) => a + b, 0)

@@ -1,5 +1,6 @@
 export * from './apply.ts'
 export * from './credit-expiry.ts'
+export * from './dead-letters.ts'
 export * from './fraud.ts'
 export * from './ingest-worker.ts'
 export * from './notify.ts'

@@ -1,0 +1,124 @@
+import { randomUUID } from 'node:crypto'
+import { type ClickHouse, queryRows } from './client.ts'
+import { loadMigrations, type Migration } from './migrate.ts'
+
+/**
+ * Rebuilds the rollups of a time range from the raw rows they are computed from, with the
+ * very SELECT of each materialized view (read from the migrations: one definition).
+ *
+ * For each rollup it computes, per key, (what the raw rows give) - (what the rollup holds)
+ * and inserts only the differences: missing rows are added, double-counted ones taken back,
+ * and a second run finds nothing to insert, so running it twice leaves the same rollups.
+ * The rollups are SummingMergeTree: a correction row is summed into its key on read
+ * (every query sums) and on merge. A negative correction of a UInt64 counter is stored as
+ * its two's complement (a CAST), and UInt64 sums wrap the same way, so the sum comes out
+ * right. Rows arriving in the range while it runs may be counted by the view and by the
+ * backfill: run it on a past range, or run it again.
+ *
+ * Works through the Distributed tables on a cluster as on one server.
+ */
+
+export interface Rollup {
+  view: string
+  /** the rollup table the view writes into */
+  table: string
+  /** the raw table the view reads */
+  source: string
+  /** the view's SELECT */
+  select: string
+  /** the view's GROUP BY columns: the rollup's key */
+  keys: string[]
+  /** the key column that is a time bucket (hour or day) */
+  bucket: 'hour' | 'day'
+}
+
+export function rollupsOf(migrations: readonly Migration[] = loadMigrations()): Rollup[] {
+  // a later migration may drop a view and create it again: its last definition is the one
+  const views = new Map<string, Rollup>()
+  for (const m of migrations) {
+    for (const s of m.statements) {
+      const dropped = s.match(/^DROP VIEW IF EXISTS (\w+)$/)?.[1]
+      if (dropped !== undefined) views.delete(dropped)
+      const r = rollupOf(s)
+      if (r !== null) views.set(r.view, r)
+    }
+  }
+  return [...views.values()]
+}
+
+function rollupOf(s: string): Rollup | null {
+  const v = s.match(/^CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+) TO (\w+) AS\s+([\s\S]*)$/)
+  if (v === null) return null
+  const [, view = '', table = '', select = ''] = v
+  const source = select.match(/\bFROM (\w+)/)?.[1]
+  const groupBy = select.match(/\bGROUP BY ([\w\s,]+)$/)?.[1]
+  if (source === undefined || groupBy === undefined) throw new Error(`cannot read the view ${view}`)
+  const keys = groupBy.split(',').map((k) => k.trim())
+  const bucket = keys.find((k): k is 'hour' | 'day' => k === 'hour' || k === 'day')
+  if (bucket === undefined) throw new Error(`the view ${view} has no hour or day bucket`)
+  return { view, table, source, select, keys, bucket }
+}
+
+/** The view's SELECT over the source rows of [from, to) only. */
+export function rangedSelect(r: Rollup): string {
+  const range = 'ts >= fromUnixTimestamp64Milli({from:Int64}) AND ts < fromUnixTimestamp64Milli({to:Int64})'
+  const at = r.select.lastIndexOf('GROUP BY')
+  const head = r.select.slice(0, at).trimEnd()
+  const where = head.match(/\bWHERE\b([\s\S]*)$/)
+  const filtered =
+    where === null
+      ? `${head}\nWHERE ${range}`
+      : `${head.slice(0, where.index)}WHERE (${where[1]?.trim()}) AND ${range}`
+  return `${filtered}\n${r.select.slice(at)}`
+}
+
+export interface BackfillResult {
+  table: string
+  /** keys whose rollup differed from the raw rows and were corrected */
+  corrected: number
+}
+
+const DAY_MS = 86_400_000
+
+export async function backfillRollups(
+  ch: ClickHouse,
+  range: { from: number; to: number },
+  rollups: readonly Rollup[] = rollupsOf(),
+): Promise<BackfillResult[]> {
+  if (range.from % DAY_MS !== 0 || range.to % DAY_MS !== 0 || range.to <= range.from) {
+    throw new Error('the range must be whole UTC days, from before to')
+  }
+  const out: BackfillResult[] = []
+  for (const r of rollups) {
+    const columns = await queryRows<{ name: string }>(
+      ch,
+      'SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {t:String} ORDER BY position',
+      { t: r.table },
+    )
+    const values = columns.map((c) => c.name).filter((c) => !r.keys.includes(c))
+    const keyList = r.keys.join(', ')
+    const diff = values.map((v) => `e.${v} - r.${v} AS ${v}`).join(', ')
+    const differs = values.map((v) => `e.${v} != r.${v}`).join(' OR ')
+    const held = `SELECT ${keyList}, ${values.map((v) => `sum(${v}) AS ${v}`).join(', ')} FROM ${r.table}
+      WHERE ${r.bucket} >= fromUnixTimestamp64Milli({from:Int64}) AND ${r.bucket} < fromUnixTimestamp64Milli({to:Int64})
+      GROUP BY ${keyList}`
+    const corrections = `SELECT ${keyList}, ${diff}
+      FROM (${rangedSelect(r)}) AS e FULL OUTER JOIN (${held}) AS r USING (${keyList})
+      WHERE ${differs}`
+    const params = { from: range.from, to: range.to }
+    const [n] = await queryRows<{ n: string }>(ch, `SELECT count() AS n FROM (${corrections})`, params)
+    const corrected = Number(n?.n ?? 0)
+    if (corrected > 0) {
+      await ch.client.command({
+        query: `INSERT INTO ${r.table} (${[...r.keys, ...values].join(', ')}) ${corrections}`,
+        query_params: params,
+        // a correction equal to an earlier one is still a correction: a token of its own, so
+        // that block dedup never drops it (and no token left by an earlier insert applies:
+        // chDB keeps a query's settings in its session)
+        clickhouse_settings: { insert_deduplication_token: `backfill:${r.table}:${randomUUID()}` },
+      })
+    }
+    out.push({ table: r.table, corrected })
+  }
+  return out
+}
