@@ -126,7 +126,6 @@ describe('referrer dashboard in a browser', () => {
         user_agent: BROWSER_UA,
       })
       await admin.locator('[data-feed-type="click"]').first().waitFor({ timeout: 5000 })
-      await admin.screenshot({ path: join(SHOTS, 'growth-dashboard.png'), fullPage: true })
     } finally {
       await admin.close()
     }
@@ -169,6 +168,13 @@ describe('referrer dashboard in a browser', () => {
         })
         .toBe('0')
 
+      // the README's picture of the growth page: a held commission waiting for review
+      await admin.getByLabel('Fraud flags').selectOption('include')
+      await expect
+        .poll(async () => await admin.locator('[data-step="signup"] strong').textContent(), { timeout: 10_000 })
+        .toBe('1')
+      await admin.waitForTimeout(1200) // the charts' redraw animation, for the picture only
+      await admin.screenshot({ path: join(SHOTS, 'growth-dashboard.png'), fullPage: true })
       await row.getByRole('button', { name: 'Approve' }).click()
       await admin.getByRole('status').filter({ hasText: 'pw-fp1: approved' }).waitFor({ timeout: 10_000 })
       await row.waitFor({ state: 'detached', timeout: 10_000 })
