@@ -186,6 +186,59 @@ describe('partner track, Stripe webhooks and payouts', () => {
     )
   })
 
+  it('records a negative cash balance when a refund follows a payout, and later commissions pay it down', async () => {
+    const code = await codeFor(api, 'nell')
+    const invoice = (id: string, amount: number) =>
+      webhook('invoice.paid', {
+        id: `in_${id}`,
+        payment_intent: `pi_${id}`,
+        amount_paid: amount,
+        currency: 'usd',
+        metadata: { user_id: 'nell-friend' },
+      })
+    expect((await api.post('/v1/me/partner', {}, await asUser('nell'))).status).toBe(200)
+    const acct = [...fake.accounts.keys()].at(-1)
+    await deliver(
+      webhook('account.updated', { id: acct, payouts_enabled: true, metadata: { user_id: 'nell' } }),
+    )
+    await api.post('/v1/events', { type: 'signup', id: 'nell-s', user_id: 'nell-friend', ref: code })
+    expect((await deliver(invoice('n1', 30_000))).status).toBe(200) // +3000 cash
+    await drained(svc.service)
+    const cash = async () =>
+      ((await (await api.get('/v1/me/stats', await asUser('nell'))).json()) as { cash_balance_cents: number })
+        .cash_balance_cents
+    expect(await cash()).toBe(3000)
+    const first = await api.post('/v1/me/payouts', {}, await asUser('nell'))
+    expect(first.status).toBe(201)
+    await eventually(async () => expect(fake.transfers.filter((t) => t.destination === acct)).toHaveLength(1))
+
+    // the whole purchase is refunded after its commission was paid out: the cash goes below zero
+    const refund = webhook('charge.refunded', {
+      id: 'ch_n1',
+      payment_intent: 'pi_n1',
+      amount_refunded: 30_000,
+    })
+    expect((await deliver(refund)).status).toBe(200)
+    await drained(svc.service)
+    expect(await cash()).toBe(-3000)
+    await eventually(async () => expect(await cashLedger('nell')).toBe(-3000)) // +3000 -3000 paid -3000 reversed
+    expect((await api.post('/v1/me/payouts', {}, await asUser('nell'))).status).toBe(409)
+
+    // later commissions pay the debt first: 4000 leaves 1000 (below the minimum), 2000 more makes 3000
+    expect((await deliver(invoice('n2', 40_000))).status).toBe(200)
+    await drained(svc.service)
+    expect(await cash()).toBe(1000)
+    expect((await api.post('/v1/me/payouts', {}, await asUser('nell'))).status).toBe(409)
+    expect((await deliver(invoice('n3', 20_000))).status).toBe(200)
+    await drained(svc.service)
+    const second = await api.post('/v1/me/payouts', {}, await asUser('nell'))
+    expect(second.status).toBe(201)
+    expect(((await second.json()) as { amount_cents: number }).amount_cents).toBe(3000)
+    await eventually(async () => expect(fake.transfers.filter((t) => t.destination === acct)).toHaveLength(2))
+    await eventually(async () => expect(await cashLedger('nell')).toBe(0))
+    expect(await statsFor(api, 'nell')).toMatchObject({ total_earnings_cents: 3000 - 3000 + 4000 + 2000 })
+  })
+
   it('gives the same totals when every webhook is delivered 10 times in shuffled order', async () => {
     const code = await codeFor(api, 'quinn')
     await api.post('/v1/events', { type: 'signup', id: 'quinn-s', user_id: 'quinn-friend', ref: code })

@@ -23,15 +23,17 @@ export interface Payout {
 }
 
 // KEYS: balance, payout, user's payouts, pending set; ARGV: id, min, now, user, account
+// Returns {1, amount} for a payout made, {0, cash} when the cash (possibly negative: a refund
+// after a payout) is below the minimum.
 const REQUEST = `
 local cash = tonumber(redis.call('HGET', KEYS[1], 'cash') or '0')
-if cash < tonumber(ARGV[2]) then return -cash - 1 end
+if cash < tonumber(ARGV[2]) then return {0, cash} end
 redis.call('HINCRBY', KEYS[1], 'cash', -cash)
 redis.call('HSET', KEYS[2], 'id', ARGV[1], 'user_id', ARGV[4], 'amount_cents', cash, 'status', 'pending',
   'account', ARGV[5], 'created_at', ARGV[3])
 redis.call('LPUSH', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
-return cash
+return {1, cash}
 `
 
 // KEYS: payout, pending set, balance; ARGV: outcome (paid|failed), detail, now
@@ -58,8 +60,8 @@ export async function requestPayout(
   now: number,
 ): Promise<RequestResult> {
   const id = newId(now)
-  const out = Number(
-    await redis.eval(
+  const [made, cents] = (
+    (await redis.eval(
       REQUEST,
       4,
       keys.balance(userId),
@@ -71,15 +73,15 @@ export async function requestPayout(
       now,
       userId,
       account,
-    ),
-  )
-  if (out < 0) return { ok: false, cashCents: -out - 1 }
+    )) as [number, number]
+  ).map(Number) as [number, number]
+  if (made !== 1) return { ok: false, cashCents: cents }
   return {
     ok: true,
     payout: {
       id,
       user_id: userId,
-      amount_cents: out,
+      amount_cents: cents,
       status: 'pending',
       account,
       created_at: now,
