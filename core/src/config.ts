@@ -52,6 +52,7 @@ const envSchema = z.object({
   CLICK_RATE_LIMIT_PER_MINUTE: intFrom(120, 1, 1_000_000),
   MAX_QUEUED_JOBS: intFrom(20_000, 0, 100_000_000),
   SHUTDOWN_GRACE_MS: intFrom(10_000, 100, 600_000),
+  REQUEST_TIMEOUT_MS: intFrom(30_000, 500, 600_000),
   FRAUD_HOLD: z.enum(['true', 'false']).default('true'),
   FRAUD_MAX_SIGNUPS_PER_IP: intFrom(3, 1, 1_000_000),
   FRAUD_MAX_SIGNUPS_PER_VISITOR: intFrom(1, 1, 1_000_000),
@@ -138,6 +139,8 @@ export interface Config {
   /** ingest jobs waiting past which POST /v1/events answers 503; 0: no limit */
   maxQueuedJobs: number
   shutdownGraceMs: number
+  /** a request whose headers and body have not arrived in this time gets 408 (slow clients) */
+  requestTimeoutMs: number
   fraud: FraudConfig
   /** where outgoing webhooks go (WEBHOOK_URL, comma-separated for several); empty: none */
   webhooks: WebhookEndpoint[]
@@ -205,6 +208,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     clickRateLimitPerMinute: e.CLICK_RATE_LIMIT_PER_MINUTE,
     maxQueuedJobs: e.MAX_QUEUED_JOBS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     fraud: {
       hold: e.FRAUD_HOLD === 'true',
       maxSignupsPerIp: e.FRAUD_MAX_SIGNUPS_PER_IP,

@@ -299,8 +299,20 @@ export async function startService(opts: StartOptions): Promise<Service> {
         queues: [q, payouts, ...others],
       })
       const server = await new Promise<Server>((res) => {
-        const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () =>
-          res(s as Server),
+        const timeout = config.requestTimeoutMs
+        const s = serve(
+          {
+            fetch: app.fetch,
+            port: config.port,
+            hostname: config.host,
+            // a client that trickles its headers or body gets 408 instead of holding a socket
+            serverOptions: {
+              requestTimeout: timeout,
+              headersTimeout: Math.min(timeout, 20_000),
+              connectionsCheckingInterval: Math.max(100, Math.min(1_000, timeout / 4)),
+            },
+          },
+          () => res(s as Server),
         )
       })
       const addr = server.address()

@@ -12,9 +12,9 @@ export async function readBody(c: Context, limit = MAX_BODY_BYTES): Promise<stri
   if (declared > limit) throw tooLarge()
   const incoming = nodeRequest(c)
   if (incoming === undefined) {
-    const text = await c.req.text()
-    if (Buffer.byteLength(text) > limit) throw tooLarge()
-    return text
+    const bytes = new Uint8Array(await c.req.arrayBuffer())
+    if (bytes.byteLength > limit) throw tooLarge()
+    return utf8(bytes)
   }
   const chunks: Buffer[] = []
   let size = 0
@@ -24,7 +24,18 @@ export async function readBody(c: Context, limit = MAX_BODY_BYTES): Promise<stri
     if (size > limit) throw tooLarge()
     chunks.push(buf)
   }
-  return Buffer.concat(chunks, size).toString('utf8')
+  return utf8(Buffer.concat(chunks, size))
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
+
+/** Bytes that are not UTF-8 are refused, not silently replaced with U+FFFD. */
+function utf8(bytes: Uint8Array): string {
+  try {
+    return strictUtf8.decode(bytes)
+  } catch {
+    throw new AppError('invalid_json', 'the body is not valid UTF-8')
+  }
 }
 
 /** The body as JSON, or 415 (not JSON) / 400 (malformed) / 413 (over 1 MiB). */
