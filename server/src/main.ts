@@ -67,6 +67,8 @@ async function main(): Promise<void> {
       )
     }
     process.stdout.write(`${lines.join('\n')}\n\n`)
+  } else {
+    log.info({ role }, 'workers running')
   }
 
   if (process.argv.includes('--demo') && service.url !== undefined) {
