@@ -342,16 +342,15 @@ async function commit(
   const changed = group.resolution.changed
   if (changed.length > 0) ops.publish(keys.statsChannel(), JSON.stringify(changed))
   if (res.rows.length > 0) ops.publish(keys.feedChannel(), JSON.stringify(feedOf(res.rows)))
-  const allKeys = [lock, ...markers, ...ops.keys]
-  const out = await redis.eval(
-    COMMIT,
-    allKeys.length,
-    ...allKeys,
-    token,
-    opts.dedupWindowSeconds,
-    markers.length,
-    ...ops.args,
-  )
+  // one array, never spread into the call: a large group has hundreds of thousands of
+  // arguments, past what a function call can take (RangeError: Maximum call stack size)
+  const args: Array<string | number> = [COMMIT, 0, lock]
+  for (const m of markers) args.push(m)
+  for (const k of ops.keys) args.push(k)
+  args[1] = args.length - 2
+  args.push(token, opts.dedupWindowSeconds, markers.length)
+  for (const a of ops.args) args.push(a)
+  const out = await redis.call('EVAL', args)
   return Number(out)
 }
 

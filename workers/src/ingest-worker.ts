@@ -91,13 +91,16 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
   await worker.startStalledCheckTimer()
   const stats = { groups: 0, jobs: 0, events: 0, failures: 0 }
   let closing = false
+  // a group that keeps failing is taken smaller next time (down to one job), so that one bad
+  // job or an oversize group cannot hold the whole backlog; it grows back after successes
+  let groupLimit = maxGroupEvents
 
   const takeGroup = async (token: string): Promise<IngestJob[]> => {
     const first = await worker.getNextJob(token, { block: true })
     if (first === undefined) return []
     const jobs = [first]
     let n = first.data.events.length
-    while (n < maxGroupEvents && !closing) {
+    while (n < groupLimit && !closing) {
       const next = await worker.getNextJob(token, { block: false })
       if (next === undefined) break
       jobs.push(next)
@@ -114,8 +117,10 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
       stats.groups++
       stats.jobs += jobs.length
       stats.events += inputs.reduce((a, j) => a + j.events.length, 0)
+      groupLimit = Math.min(maxGroupEvents, groupLimit * 2)
     } catch (e) {
       stats.failures++
+      groupLimit = Math.max(1, Math.floor(groupLimit / 4))
       const err = e instanceof Error ? e : new Error(String(e))
       log.warn({ jobs: jobs.length, err: err.message }, 'ingest group failed, its jobs will be retried')
       await Promise.all(jobs.map((j) => j.moveToFailed(err, token, false)))
