@@ -541,7 +541,7 @@ async function main() {
   const md = [
     `# Soak, ${QUICK ? 'quick' : 'full'} mode (N = ${fmt.int(N)})`,
     '',
-    ...machine().map((l) => `- ${l}`),
+    ...machine(),
     '',
     '| check | value | |',
     '| --- | --- | --- |',

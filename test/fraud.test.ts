@@ -267,6 +267,28 @@ describe('fraud review', () => {
     ])
   })
 
+  it("keeps counting a visitor's clicks per minute across requests, through the state in Redis", async () => {
+    const code = await codeFor(api, 'cal')
+    const now = Date.now()
+    const clicks = (from: number, n: number) =>
+      Array.from({ length: n }, (_, i) => ({
+        type: 'click',
+        id: `cal-c${from + i}`,
+        code,
+        visitor_id: 'cal-fast-visitor',
+        user_agent: 'Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0 Safari/537.36',
+        ts: now + (from + i) * 100,
+      }))
+    await send(clicks(0, 20))
+    await send(clicks(20, 20)) // 40 clicks in 4 s: past the 30 a minute a person makes
+    const flagged = await count(
+      svc.ch,
+      "SELECT count() AS n FROM events WHERE startsWith(id, 'cal-c') AND has(flags, 'click_rate')",
+    )
+    expect(flagged).toBe(10)
+    expect((await statsFor(api, 'cal')).total_clicks).toBe(40)
+  })
+
   it('leaves the counters equal to what ClickHouse says, rejections included', async () => {
     await drained(svc.service)
     const report = await reconcile(svc.ch, redis, keys, { fix: false })

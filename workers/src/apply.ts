@@ -301,7 +301,7 @@ async function commit(
   for (const [id, u] of res.users) ops.add('HSET', keys.user(id), ...Object.entries(userFields(u)).flat())
   for (const [id, v] of res.visitors) {
     const ttl = Math.ceil((v.ts + opts.attributionWindowMs - now) / 1000)
-    if (ttl > 0) ops.add('SET', keys.visitor(id), `${v.code} ${v.ts}${v.flagged ? ' f' : ''}`, 'EX', ttl)
+    if (ttl > 0) ops.add('SET', keys.visitor(id), visitorValue(v), 'EX', ttl)
   }
   for (const [id, p] of res.purchases)
     ops.add('HSET', keys.purchase(id), ...Object.entries(purchaseFields(p)).flat())
@@ -393,11 +393,22 @@ function userFields(u: UserState): Record<string, string | number> {
   return f
 }
 
+/** "CODE ts" (attribution), then "f" or "-" (click-rate flag), then the click window: start count. */
+function visitorValue(v: VisitorState): string {
+  const base = `${v.code} ${v.ts} ${v.flagged ? 'f' : '-'}`
+  return v.windowStart === undefined ? base : `${base} ${v.windowStart} ${v.windowClicks ?? 0}`
+}
+
 function parseVisitor(v: string | null): VisitorState | null {
   if (v === null) return null
-  const [code, ts, flag] = v.split(' ')
+  const [code, ts, flag, start, clicks] = v.split(' ')
   if (code === undefined || ts === undefined) return null
-  return flag === 'f' ? { code, ts: Number(ts), flagged: true } : { code, ts: Number(ts) }
+  return {
+    code,
+    ts: Number(ts),
+    ...(flag === 'f' ? { flagged: true } : {}),
+    ...(start === undefined ? {} : { windowStart: Number(start), windowClicks: Number(clicks ?? 0) }),
+  }
 }
 
 function parsePurchase(h: Record<string, string>): PurchaseState | null {

@@ -29,6 +29,9 @@ export interface VisitorState {
   ts: number
   /** one of the visitor's clicks came faster than a person clicks */
   flagged?: boolean
+  /** the visitor's current one-minute click window: when it started, how many clicks */
+  windowStart?: number
+  windowClicks?: number
 }
 
 export interface PurchaseState {
