@@ -136,6 +136,10 @@ describe('event pipeline, end to end', () => {
     expect(value('ra_ingest_events_accepted_total')).toBeGreaterThanOrEqual(10)
     expect(value('ra_worker_events_total')).toBeGreaterThanOrEqual(10)
     expect(value('ra_ingest_queue_waiting_jobs')).toBe(0)
+    expect(value('ra_ingest_lag_seconds')).toBe(0) // nothing waiting
+    expect(value('ra_clickhouse_inserts_total')).toBeGreaterThanOrEqual(1)
+    expect(value('ra_clickhouse_insert_seconds_total')).toBeGreaterThan(0)
+    expect(value('ra_apply_seconds_total')).toBeGreaterThan(0)
     expect(text).toContain('# TYPE ra_ingest_events_accepted_total counter')
   })
 })

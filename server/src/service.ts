@@ -139,6 +139,24 @@ export async function startService(opts: StartOptions): Promise<Service> {
         read: () => w.stats.groups,
       })
       metrics.add({
+        name: 'ra_clickhouse_insert_seconds_total',
+        help: 'time spent inserting groups into ClickHouse (divide by ra_clickhouse_inserts_total: latency)',
+        type: 'counter',
+        read: () => w.timings.insertMs / 1000,
+      })
+      metrics.add({
+        name: 'ra_clickhouse_inserts_total',
+        help: 'group inserts into ClickHouse (events and ledger rows)',
+        type: 'counter',
+        read: () => w.timings.inserts,
+      })
+      metrics.add({
+        name: 'ra_apply_seconds_total',
+        help: 'time spent applying groups to the program state in Redis',
+        type: 'counter',
+        read: () => w.timings.applyMs / 1000,
+      })
+      metrics.add({
         name: 'ra_worker_failures_total',
         help: 'groups that failed and were retried',
         type: 'counter',
@@ -267,6 +285,15 @@ export async function startService(opts: StartOptions): Promise<Service> {
         help: 'ingest jobs waiting',
         type: 'gauge',
         read: () => q.getWaitingCount(),
+      })
+      metrics.add({
+        name: 'ra_ingest_lag_seconds',
+        help: 'age of the oldest ingest job still waiting: how far the workers are behind',
+        type: 'gauge',
+        read: async () => {
+          const [oldest] = await q.getJobs(['wait'], 0, 0, true)
+          return oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest.timestamp) / 1000)
+        },
       })
       metrics.add({
         name: 'ra_ingest_queue_failed_jobs',

@@ -30,6 +30,8 @@ export interface IngestWorkerDeps {
 export interface IngestWorker {
   worker: Worker<JobPayloads['ingest']>
   readonly stats: { groups: number; jobs: number; events: number; failures: number }
+  /** time spent applying to Redis and inserting into ClickHouse, and the inserts made */
+  readonly timings: { applyMs: number; insertMs: number; inserts: number }
   close(): Promise<void>
 }
 
@@ -90,6 +92,7 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
   worker.on('error', (err) => log.error({ err: err.message }, 'ingest worker error'))
   await worker.startStalledCheckTimer()
   const stats = { groups: 0, jobs: 0, events: 0, failures: 0 }
+  const timings = { applyMs: 0, insertMs: 0, inserts: 0 }
   let closing = false
   // a group that keeps failing is taken smaller next time (down to one job), so that one bad
   // job or an oversize group cannot hold the whole backlog; it grows back after successes
@@ -112,7 +115,7 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
   const runGroup = async (token: string, jobs: IngestJob[]) => {
     const inputs = jobs.map((j) => ({ id: j.id ?? '', events: j.data.events }))
     try {
-      await processJobs(tx, keys, ch, inputs, opts)
+      await processJobs(tx, keys, ch, inputs, { ...opts, timings })
       await Promise.all(jobs.map((j) => j.moveToCompleted('done', token, false)))
       stats.groups++
       stats.jobs += jobs.length
@@ -145,6 +148,7 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
   return {
     worker,
     stats,
+    timings,
     close: async () => {
       closing = true
       await worker.close()

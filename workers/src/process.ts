@@ -18,11 +18,21 @@ export async function processJobs(
     schedule?: (expiries: readonly CreditExpiry[]) => Promise<void>
     /** after a group's rows are stored (outgoing webhooks); it may run again for the same group */
     afterStore?: (group: AppliedGroup) => Promise<void>
+    /** adds the time spent applying to Redis and inserting into ClickHouse (for /metrics) */
+    timings?: { applyMs: number; insertMs: number; inserts: number }
   },
 ): Promise<AppliedGroup[]> {
+  const t0 = performance.now()
   const groups = await applyJobs(redis, keys, jobs, opts)
+  const t1 = performance.now()
+  if (opts.timings !== undefined) opts.timings.applyMs += t1 - t0
   for (const g of groups) {
+    const t = performance.now()
     await storeGroup(ch, g)
+    if (opts.timings !== undefined) {
+      opts.timings.insertMs += performance.now() - t
+      opts.timings.inserts++
+    }
     await opts.schedule?.(g.resolution.expiries ?? [])
     await opts.afterStore?.(g)
   }
