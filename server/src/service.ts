@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { serve } from '@hono/node-server'
 import { Backlog, createApp, GroupCommitter, Metrics, StatsHub } from '@referral/api'
-import { type ClickHouse, migrate, openClickHouse } from '@referral/clickhouse'
+import { type ClickHouse, migrate, openClickHouse, queryRows } from '@referral/clickhouse'
 import {
   INGEST_JOB_OPTIONS,
   type JobPayloads,
@@ -107,6 +107,29 @@ export async function startService(opts: StartOptions): Promise<Service> {
       type: 'gauge',
       read: () => process.memoryUsage().rss,
     })
+    if (ch !== null) {
+      const c = ch
+      const parts = async (table: string | null) => {
+        const [r] = await queryRows<{ n: string }>(
+          c,
+          `SELECT count() AS n FROM system.parts WHERE active AND database = currentDatabase()${table === null ? '' : ' AND table = {t:String}'}`,
+          table === null ? {} : { t: table },
+        )
+        return Number(r?.n ?? 0)
+      }
+      metrics.add({
+        name: 'ra_clickhouse_events_active_parts',
+        help: 'active data parts of the events table (a part explosion shows here)',
+        type: 'gauge',
+        read: () => parts('events'),
+      })
+      metrics.add({
+        name: 'ra_clickhouse_active_parts',
+        help: 'active data parts of every table in the database',
+        type: 'gauge',
+        read: () => parts(null),
+      })
+    }
     if (runsWorkers) {
       if (ch === null) throw new Error('workers need ClickHouse')
       ingestWorker = await startIngestWorker({ config, redisUrl, keys, ch, log })
