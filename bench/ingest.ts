@@ -30,6 +30,8 @@ import { fixedRate, steadyLoad } from './steady.ts'
  */
 
 const QUICK = process.argv.includes('--quick')
+/** --profile: the service runs with node --cpu-prof; profiles go to bench/results/profiles */
+const PROFILE = process.argv.includes('--profile')
 const D_S = QUICK ? 3 : 10 // autocannon duration
 const E_MS = QUICK ? 5_000 : 60_000 // batch phase on the service (issue 6: sustained for 60 s)
 const BARE_BATCH_MS = QUICK ? 2_000 : 5_000 // batch phase on the bare server
@@ -101,7 +103,13 @@ async function service(): Promise<ServiceRun> {
   }
   delete env.REDIS_URL
   delete env.CLICKHOUSE_URL
-  const svc = startChild('service', process.execPath, tsxArgs('server/src/main.ts'), { env, cwd: ROOT })
+  const profileArgs = PROFILE
+    ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'results', 'profiles')}`]
+    : []
+  const svc = startChild('service', process.execPath, [...profileArgs, ...tsxArgs('server/src/main.ts')], {
+    env,
+    cwd: ROOT,
+  })
   const base = `http://127.0.0.1:${port}`
   log('service: starting')
   const readyMs = await waitFor200(`${base}/readyz`, 60_000, () => svc.proc.exitCode === null)
