@@ -30,7 +30,7 @@ const where = (url: string) => {
   if (m?.[1] !== undefined) return m[1]
   const w = url.match(/wt-[^/]+\/([^/]+\/[^/]+)/) ?? url.match(/\/(\w+\/src)\//)
   if (w?.[1] !== undefined) return w[1]
-  return url.startsWith('node:') ? 'node:' + url.slice(5).split('/')[0] : url.slice(-40)
+  return url.startsWith('node:') ? `node:${url.slice(5).split('/')[0]}` : url.slice(-40)
 }
 const fns = new Map<string, number>()
 const pkgs = new Map<string, number>()

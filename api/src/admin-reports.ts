@@ -15,7 +15,6 @@ export type Range = {
   to: number
 }
 
-const RANGE = 'ts >= fromUnixTimestamp64Milli({from:Int64}) AND ts <= fromUnixTimestamp64Milli({to:Int64})'
 const HOUR_RANGE =
   'hour >= toStartOfHour(fromUnixTimestamp64Milli({from:Int64})) AND hour <= fromUnixTimestamp64Milli({to:Int64})'
 
