@@ -21,7 +21,9 @@ const top = Number(process.argv[3] ?? 25)
 const p = JSON.parse(readFileSync(file, 'utf8')) as Profile
 const byId = new Map(p.nodes.map((n) => [n.id, n]))
 const self = new Map<number, number>()
-p.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)))
+p.samples.forEach((id, i) => {
+  self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0))
+})
 const total = [...self.values()].reduce((a, b) => a + b, 0)
 
 const where = (url: string) => {
