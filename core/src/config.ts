@@ -46,6 +46,7 @@ const envSchema = z.object({
   CLICK_RATE_LIMIT_PER_MINUTE: intFrom(120, 1, 1_000_000),
   MAX_QUEUED_JOBS: intFrom(20_000, 0, 100_000_000),
   SHUTDOWN_GRACE_MS: intFrom(10_000, 100, 600_000),
+  WORKER_THREAD: z.enum(['true', 'false']).default('true'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
 
@@ -94,6 +95,8 @@ export interface Config {
   /** ingest jobs waiting past which POST /v1/events answers 503; 0: no limit */
   maxQueuedJobs: number
   shutdownGraceMs: number
+  /** role all: run the workers on their own thread, off the API's event loop */
+  workerThread: boolean
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 }
 
@@ -140,6 +143,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     clickRateLimitPerMinute: e.CLICK_RATE_LIMIT_PER_MINUTE,
     maxQueuedJobs: e.MAX_QUEUED_JOBS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    workerThread: e.WORKER_THREAD === 'true',
     logLevel: e.LOG_LEVEL,
   }
 }

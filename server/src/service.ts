@@ -22,6 +22,7 @@ import { type IngestWorker, startIngestWorker, startPayoutWorker } from '@referr
 import { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { type RedisServer, startRedisServer } from './redis-server.ts'
+import { startWorkersThread, type WorkerStats, type WorkersThread } from './workers-thread.ts'
 
 const WEB = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'web')
 /** the built dashboard (npm run build -w web), else the static pages it is built from */
@@ -36,6 +37,8 @@ export interface Service {
   committer: GroupCommitter | null
   queue: Queue<JobPayloads['ingest']> | null
   ingestWorker: IngestWorker | null
+  /** role all with WORKER_THREAD: the workers run there instead of `ingestWorker` */
+  workersThread: WorkersThread | null
   /** SSE fan-out of this process (null without the API) */
   hub: StatsHub | null
   stop(): Promise<void>
@@ -130,28 +133,38 @@ export async function startService(opts: StartOptions): Promise<Service> {
         read: () => parts(null),
       })
     }
-    if (runsWorkers) {
-      if (ch === null) throw new Error('workers need ClickHouse')
-      ingestWorker = await startIngestWorker({ config, redisUrl, keys, ch, log })
-      const w = ingestWorker
+    let workersThread: WorkersThread | null = null
+    const workerMetrics = (stats: WorkerStats) => {
       metrics.add({
         name: 'ra_worker_events_total',
         help: 'events applied and stored by this process',
         type: 'counter',
-        read: () => w.stats.events,
+        read: () => stats.events,
       })
       metrics.add({
         name: 'ra_worker_groups_total',
         help: 'groups of jobs applied',
         type: 'counter',
-        read: () => w.stats.groups,
+        read: () => stats.groups,
       })
       metrics.add({
         name: 'ra_worker_failures_total',
         help: 'groups that failed and were retried',
         type: 'counter',
-        read: () => w.stats.failures,
+        read: () => stats.failures,
       })
+    }
+    if (runsWorkers && role === 'all' && config.workerThread) {
+      // after the migrations; its cleanup runs once the API has stopped and flushed
+      const t = await startWorkersThread({ config, redisUrl, log })
+      workersThread = t
+      workerMetrics(t.stats)
+      cleanups.push(() => t.stop())
+    } else if (runsWorkers) {
+      if (ch === null) throw new Error('workers need ClickHouse')
+      ingestWorker = await startIngestWorker({ config, redisUrl, keys, ch, log })
+      const w = ingestWorker
+      workerMetrics(w.stats)
       cleanups.push(() => w.close())
       if (stripe !== null) {
         const conn = makeRedis(redisUrl, 'worker', 'payouts')
@@ -310,6 +323,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
       committer,
       queue,
       ingestWorker,
+      workersThread,
       hub: statsHub,
       stop: runCleanups,
     }
