@@ -3,7 +3,7 @@ import { codeFor, http, statsFor } from './support/client.ts'
 import { startTestRedis, tempDir } from './support/env.ts'
 import { count, drained, startTestService } from './support/service.ts'
 
-/** Role all runs its workers on a worker thread (WORKER_THREAD, default true), or in-process. */
+/** Role all runs its workers in-process (default) or on a worker thread (WORKER_THREAD=true). */
 describe('workers thread', () => {
   const stops: Array<() => Promise<void>> = []
   afterEach(async () => {

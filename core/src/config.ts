@@ -46,7 +46,7 @@ const envSchema = z.object({
   CLICK_RATE_LIMIT_PER_MINUTE: intFrom(120, 1, 1_000_000),
   MAX_QUEUED_JOBS: intFrom(20_000, 0, 100_000_000),
   SHUTDOWN_GRACE_MS: intFrom(10_000, 100, 600_000),
-  WORKER_THREAD: z.enum(['true', 'false']).default('true'),
+  WORKER_THREAD: z.enum(['true', 'false']).default('false'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
 
@@ -95,7 +95,7 @@ export interface Config {
   /** ingest jobs waiting past which POST /v1/events answers 503; 0: no limit */
   maxQueuedJobs: number
   shutdownGraceMs: number
-  /** role all: run the workers on their own thread, off the API's event loop */
+  /** role all: run the workers on their own thread, off the API's event loop (off by default: see BENCHMARKS.md) */
   workerThread: boolean
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 }
