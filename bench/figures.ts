@@ -2,6 +2,7 @@ import type { BatchRun, CannonFigures } from './load.ts'
 import type { DrainResult } from './pipeline.ts'
 import type { ExitInfo } from './proc.ts'
 import { fmt, type Row, row, verdict } from './report.ts'
+import { type Latencies, pct, type SteadyRun } from './steady.ts'
 
 /** The figures of one `npm run bench`, as table rows: what was measured, against what, and the targets. */
 
@@ -15,6 +16,8 @@ export interface Shape {
 export interface Baseline {
   single: CannonFigures
   batch: BatchRun
+  /** GET at the stats rate against the bare server */
+  stats: Latencies
 }
 
 export interface ServiceRun {
@@ -24,12 +27,20 @@ export interface ServiceRun {
   singleDrainMs: number
   /** 2xx of the single-event phase, warm-up included */
   single2xx: number
+  /** the counter after the single-event phase drained */
+  singleClicks: number
   /** the counter when the batch phase started */
   clicksBefore: number
+  steady: SteadyRun
+  steadyDrain: DrainResult
   batch: BatchRun
   expected: number
   drain: DrainResult
   failed: number
+  /** the most ingest jobs pending at once during the batch phase (500 ms samples) */
+  maxPending: number
+  /** GET /metrics after the run */
+  metrics: Map<string, number>
   redisUsedBefore: number
   redisUsedAfter: number
   dbsize: number
@@ -41,6 +52,51 @@ export interface ServiceRun {
   stop: ExitInfo & { ms: number; killed: boolean }
   redisGone: boolean
   problems: string[]
+}
+
+export interface SteadyShape {
+  eventsPerSec: number
+  statsPerSec: number
+  durationMs: number
+}
+
+/** The steady phase: freshness seen on SSE, GET /v1/me/stats latency. */
+export function steadyRows(shape: SteadyShape, b: Baseline, s: ServiceRun): Row[] {
+  const st = s.steady
+  const f = st.freshness
+  const lat = st.stats.samples
+  const bl = b.stats.samples
+  return [
+    row(
+      `steady load: events/s accepted (target ${fmt.int(shape.eventsPerSec)}/s, open loop, ${fmt.s(shape.durationMs)})`,
+      fmt.int(st.achievedPerSec),
+      {
+        baseline: `${fmt.int(st.loadAccepted)} / ${fmt.int(st.loadSent)} events, ${st.loadRefused} refused, ≤ ${st.maxOutstanding} requests outstanding`,
+        verdict: verdict(st.loadRefused === 0 && st.achievedPerSec >= 0.95 * shape.eventsPerSec),
+      },
+    ),
+    row('freshness: 202 -> stats change on SSE /v1/me/stream, p50', fmt.ms(pct(f, 0.5)), {
+      baseline: `${f.length} probes, ${st.unseen} never seen`,
+    }),
+    row('freshness p99', fmt.ms(pct(f, 0.99)), {
+      baseline: `max ${fmt.ms(f.at(-1) ?? Number.NaN)}`,
+      target: '<= 1 s',
+      verdict: verdict(pct(f, 0.99) <= 1000 && st.unseen === 0),
+    }),
+    row(`GET /v1/me/stats at ${shape.statsPerSec}/s during the load, p50`, fmt.ms(pct(lat, 0.5)), {
+      baseline: `${fmt.ms(pct(bl, 0.5))} (bare server)`,
+      ratio: fmt.ratio(pct(lat, 0.5), pct(bl, 0.5)),
+    }),
+    row('GET /v1/me/stats p99', fmt.ms(pct(lat, 0.99)), {
+      baseline: `${fmt.ms(pct(bl, 0.99))} (bare server)`,
+      ratio: fmt.ratio(pct(lat, 0.99), pct(bl, 0.99)),
+      target: '<= 5 ms',
+      verdict: verdict(pct(lat, 0.99) <= 5 && st.stats.errors === 0),
+    }),
+    row('steady backlog drained after the load', s.steadyDrain.done ? 'yes' : s.steadyDrain.why, {
+      verdict: verdict(s.steadyDrain.done),
+    }),
+  ]
 }
 
 export function rows(shape: Shape, b: Baseline, s: ServiceRun): Row[] {
@@ -80,7 +136,7 @@ export function rows(shape: Shape, b: Baseline, s: ServiceRun): Row[] {
         verdict: verdict(single.non2xx + single.errors === 0),
       },
     ),
-    row('single-event clicks counted after their drain (incl. 1 s warm-up)', fmt.int(s.clicksBefore), {
+    row('single-event clicks counted after their drain (incl. 1 s warm-up)', fmt.int(s.singleClicks), {
       baseline: `${fmt.int(s.single2xx)} 2xx seen by autocannon`,
       target: 'drained',
       verdict: verdict(s.singleDrain.done),
@@ -127,8 +183,22 @@ export function rows(shape: Shape, b: Baseline, s: ServiceRun): Row[] {
       target: '0 / 0',
       verdict: verdict(s.drain.pending === 0 && s.failed === 0),
     }),
+    row('queue: most jobs pending at once during the batch phase', fmt.int(s.maxPending)),
+    row(
+      'ClickHouse active parts after the run: events / all tables',
+      `${fmt.int(s.metrics.get('ra_clickhouse_events_active_parts') ?? Number.NaN)} / ${fmt.int(s.metrics.get('ra_clickhouse_active_parts') ?? Number.NaN)}`,
+      {
+        target: 'events < 300 (no part explosion)',
+        verdict: verdict(
+          (s.metrics.get('ra_clickhouse_events_active_parts') ?? Number.POSITIVE_INFINITY) < 300,
+        ),
+      },
+    ),
     row('service RSS after the run (VmRSS)', kb(s.rssAfterKb)),
-    row('service RSS peak (500 ms samples / VmHWM)', `${kb(s.rssPeakKb)} / ${kb(s.hwmKb)}`),
+    row('service RSS peak (500 ms samples / VmHWM)', `${kb(s.rssPeakKb)} / ${kb(s.hwmKb)}`, {
+      target: '<= 700 MiB',
+      verdict: verdict(Math.max(s.rssPeakKb, s.hwmKb) <= 700 * 1024),
+    }),
     row('redis-server RSS peak (500 ms samples)', kb(s.redisRssPeakKb)),
     row('redis used_memory after the run', fmt.mb(s.redisUsedAfter)),
     row(

@@ -144,3 +144,42 @@ export class RssSampler {
     }
   }
 }
+
+/** Samples the queue's pending jobs every `everyMs`, keeping the maximum. */
+export class QueueSampler {
+  maxPending = 0
+  private timer: NodeJS.Timeout | undefined
+
+  constructor(
+    private readonly pipeline: Pipeline,
+    private readonly everyMs = 500,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => {
+      this.pipeline.counts().then(
+        (c) => {
+          this.maxPending = Math.max(this.maxPending, c.pending)
+        },
+        () => undefined,
+      )
+    }, this.everyMs)
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer)
+    this.timer = undefined
+  }
+}
+
+/** The service's GET /metrics as name -> value (unlabelled series only). */
+export async function readMetrics(url: string): Promise<Map<string, number>> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) })
+  const text = await res.text()
+  const out = new Map<string, number>()
+  for (const line of text.split('\n')) {
+    const m = line.match(/^([a-z_]+) (\S+)$/)
+    if (m?.[1] !== undefined && m[2] !== undefined) out.set(m[1], Number(m[2]))
+  }
+  return out
+}

@@ -3,9 +3,9 @@ import { AppError, bucketStart, buckets, type Interval, isoInZone } from '@refer
 
 /**
  * The growth team's reports. Time series and referrer rankings read the rollups
- * (SummingMergeTree fed by materialized views); funnels and breakdowns read the events
- * table, whose sorting key starts with the referrer and the type. Every report is a list of
- * flat rows, so the JSON endpoints and the CSV export share them.
+ * (SummingMergeTree fed by materialized views); funnels and breakdowns read funnel_steps
+ * (the funnel's events, narrow and sorted by step and time, fed by a materialized view).
+ * Every report is a list of flat rows, so the JSON endpoints and the CSV export share them.
  */
 
 export type Row = Record<string, string | number | null>
@@ -15,7 +15,6 @@ export type Range = {
   to: number
 }
 
-const RANGE = 'ts >= fromUnixTimestamp64Milli({from:Int64}) AND ts <= fromUnixTimestamp64Milli({to:Int64})'
 const HOUR_RANGE =
   'hour >= toStartOfHour(fromUnixTimestamp64Milli({from:Int64})) AND hour <= fromUnixTimestamp64Milli({to:Int64})'
 
@@ -184,18 +183,25 @@ export async function topReferrers(
   }))
 }
 
+/** The breakdowns' dimensions: columns of funnel_steps, computed when the click was stored (0005). */
 export const BREAKDOWNS = {
   utm_source: 'utm_source',
   utm_medium: 'utm_medium',
   utm_campaign: 'utm_campaign',
-  referrer_domain: 'domainWithoutWWW(referrer_url)',
+  referrer_domain: 'referrer_domain',
   country: 'country',
-  device:
-    "multiIf(match(user_agent, '(?i)ipad|tablet'), 'tablet', match(user_agent, '(?i)mobile|iphone|android'), 'mobile', user_agent = '', 'unknown', 'desktop')",
-  browser:
-    "multiIf(match(user_agent, 'Edg/'), 'Edge', match(user_agent, 'OPR/'), 'Opera', match(user_agent, 'Firefox/'), 'Firefox', match(user_agent, 'Chrome/'), 'Chrome', match(user_agent, 'Safari/'), 'Safari', user_agent = '', 'unknown', 'other')",
+  device: 'device',
+  browser: 'browser',
 } as const
 export type BreakdownBy = keyof typeof BREAKDOWNS
+
+const STEP_RANGE = `ts >= fromUnixTimestamp64Milli({from:Int64}) AND ts <= fromUnixTimestamp64Milli({to:Int64})`
+/** the fraud-flag filter as a condition on funnel_steps (0008 added its `flagged` column) */
+const FLAGGED_STEPS: Record<FlagFilter, string> = {
+  include: '1',
+  exclude: 'flagged = 0',
+  only: 'flagged = 1',
+}
 
 /** Counted clicks by a dimension, with the signups and conversions of the visitors who clicked. */
 export async function breakdown(
@@ -204,18 +210,17 @@ export async function breakdown(
   by: BreakdownBy,
   flagged: FlagFilter = 'include',
 ): Promise<Row[]> {
-  const f = FLAGGED_EVENTS[flagged]
+  const f = FLAGGED_STEPS[flagged]
   const rows = await queryRows<Record<string, string>>(
     ch,
     `SELECT c.value AS value, count() AS clicks,
             uniqExactIf(s.user_id, s.user_id != '') AS signups,
             uniqExactIf(s.user_id, p.user_id != '') AS conversions
-     FROM (SELECT visitor_id, ${BREAKDOWNS[by]} AS value FROM events
-           WHERE type = 'click' AND counted = 1 AND ${RANGE} AND ${f}) AS c
-     LEFT JOIN (SELECT visitor_id, any(user_id) AS user_id FROM events
-                WHERE type = 'signup' AND counted = 1 AND visitor_id != '' AND ${f} GROUP BY visitor_id) AS s
-       ON s.visitor_id = c.visitor_id
-     LEFT JOIN (SELECT DISTINCT user_id FROM events WHERE type = 'purchase' AND first_purchase = 1 AND ${f}) AS p
+     FROM (SELECT visitor, ${BREAKDOWNS[by]} AS value FROM funnel_steps WHERE step = 1 AND ${STEP_RANGE} AND ${f}) AS c
+     LEFT JOIN (SELECT visitor, any(user_id) AS user_id FROM funnel_steps
+                WHERE step = 2 AND visitor != 0 AND ${f} GROUP BY visitor) AS s
+       ON s.visitor = c.visitor
+     LEFT JOIN (SELECT DISTINCT user_id FROM funnel_steps WHERE step = 3 AND ${f}) AS p
        ON p.user_id = s.user_id
      GROUP BY value ORDER BY clicks DESC, value LIMIT 200`,
     range,
@@ -223,53 +228,72 @@ export async function breakdown(
   return rows.map((r) => ({ value: r.value ?? '', ...numbers(r, ['clicks', 'signups', 'conversions']) }))
 }
 
+export interface Funnel {
+  steps: Row[]
+  time_to_convert: Row[]
+}
+
+/** The first purchases in the range, with the buyer's signup (visitor and first time). */
+const purchases = (f: string) => `SELECT p.ts AS ts, s.visitor AS visitor, s.signed_up AS signed_up
+  FROM (SELECT user_id, ts FROM funnel_steps WHERE step = 3 AND ${STEP_RANGE} AND ${f}) AS p
+  INNER JOIN (SELECT user_id, anyIf(visitor, visitor != 0) AS visitor, min(ts) AS signed_up FROM funnel_steps
+              WHERE step = 2 AND ${f} AND user_id IN (SELECT user_id FROM funnel_steps WHERE step = 3 AND ${STEP_RANGE} AND ${f})
+              GROUP BY user_id) AS s
+    ON s.user_id = p.user_id`
+
 /**
  * clicks -> signups -> first purchase per visitor, with windowFunnel over `windowSeconds`;
  * a purchase belongs to the visitor whose signup made the buyer. Also how long buyers took
- * from signup to first purchase.
+ * from signup to first purchase. Reads funnel_steps: the visitors who clicked are counted
+ * apart, and windowFunnel runs only over the visitors who signed up in the range (the only
+ * ones who can pass the first step).
  */
 export async function funnel(
   ch: ClickHouse,
   range: Range,
   windowSeconds: number,
   flagged: FlagFilter = 'include',
-): Promise<{ steps: Row[]; time_to_convert: Row[] }> {
-  const f = FLAGGED_EVENTS[flagged]
-  const [levels, ttc] = await Promise.all([
-    queryRows<{ level: string; visitors: string }>(
-      ch,
-      `SELECT level, count() AS visitors FROM (
-         SELECT key, windowFunnel({window:UInt64})(t, type = 'click', type = 'signup', type = 'purchase') AS level
-         FROM (
-           SELECT visitor_id AS key, toDateTime(ts) AS t, type FROM events
-           WHERE type IN ('click', 'signup') AND counted = 1 AND visitor_id != '' AND ${RANGE} AND ${f}
-           UNION ALL
-           SELECT s.signup_visitor AS key, toDateTime(p.ts) AS t, 'purchase' AS type
-           FROM (SELECT user_id, ts FROM events WHERE type = 'purchase' AND first_purchase = 1 AND ${RANGE} AND ${f}) AS p
-           INNER JOIN (SELECT user_id, any(visitor_id) AS signup_visitor FROM events
-                       WHERE type = 'signup' AND counted = 1 AND visitor_id != '' AND ${f} GROUP BY user_id) AS s
-             ON s.user_id = p.user_id
-         )
-         GROUP BY key
-       ) GROUP BY level`,
-      { ...range, window: windowSeconds },
-    ),
-    queryRows<{ bucket: string; buyers: string }>(
-      ch,
-      `SELECT multiIf(d < 3600, '< 1 hour', d < 86400, '1-24 hours', d < 604800, '1-7 days', d < 2592000, '7-30 days', '30+ days') AS bucket,
-              count() AS buyers
+): Promise<Funnel> {
+  const f = FLAGGED_STEPS[flagged]
+  const bought = purchases(f)
+  // one query, so its three parts run side by side on the server's threads
+  const rows = await queryRows<{ part: string; key: string; n: string }>(
+    ch,
+    `SELECT 'clicked' AS part, '' AS key, uniqExact(visitor) AS n
+     FROM funnel_steps WHERE step = 1 AND visitor != 0 AND ${STEP_RANGE} AND ${f}
+     UNION ALL
+     SELECT 'level', toString(level), count() FROM (
+       SELECT visitor, windowFunnel({window:UInt64})(toDateTime(ts), step = 1, step = 2, step = 3) AS level
        FROM (
-         SELECT dateDiff('second', s.ts, p.ts) AS d
-         FROM (SELECT user_id, ts FROM events WHERE type = 'purchase' AND first_purchase = 1 AND ${RANGE} AND ${f}) AS p
-         INNER JOIN (SELECT user_id, min(ts) AS ts FROM events WHERE type = 'signup' AND counted = 1 AND ${f} GROUP BY user_id) AS s
-           ON s.user_id = p.user_id
-       ) GROUP BY bucket`,
-      range,
-    ),
-  ])
-  const atLeast = (n: number) =>
-    levels.filter((l) => Number(l.level) >= n).reduce((a, l) => a + Number(l.visitors), 0)
-  const clicked = atLeast(1)
+         SELECT visitor, ts, step FROM funnel_steps
+         WHERE step IN (1, 2) AND ${STEP_RANGE} AND ${f}
+           AND visitor IN (SELECT visitor FROM funnel_steps WHERE step = 2 AND visitor != 0 AND ${STEP_RANGE} AND ${f})
+         UNION ALL
+         SELECT visitor, ts, 3 AS step FROM (${bought}) WHERE visitor != 0
+       )
+       GROUP BY visitor
+     ) WHERE level >= 2 GROUP BY level
+     UNION ALL
+     SELECT 'ttc', multiIf(d < 3600, '< 1 hour', d < 86400, '1-24 hours', d < 604800, '1-7 days', d < 2592000, '7-30 days', '30+ days'), count()
+     FROM (SELECT dateDiff('second', signed_up, ts) AS d FROM (${bought}))
+     GROUP BY 2`,
+    { ...range, window: windowSeconds },
+  )
+  const part = (p: string) => rows.filter((r) => r.part === p)
+  return funnelResult(
+    Number(part('clicked')[0]?.n ?? 0),
+    part('level').map((l) => ({ level: Number(l.key), visitors: Number(l.n) })),
+    part('ttc').map((t) => ({ bucket: t.key, buyers: t.n })),
+  )
+}
+
+/** The report from the visitors who clicked, the visitors per funnel level (2 and up), and buyers per bucket. */
+export function funnelResult(
+  clicked: number,
+  levels: ReadonlyArray<{ level: number; visitors: number }>,
+  ttc: ReadonlyArray<{ bucket: string; buyers: string | number }>,
+): Funnel {
+  const atLeast = (n: number) => levels.filter((l) => l.level >= n).reduce((a, l) => a + l.visitors, 0)
   const steps = [
     { step: 'click', visitors: clicked },
     { step: 'signup', visitors: atLeast(2) },

@@ -1,4 +1,5 @@
 export * from './admin-reports.ts'
+export * from './admin-reports-raw.ts'
 export * from './app.ts'
 export * from './backlog.ts'
 export * from './context.ts'

@@ -52,6 +52,8 @@ function rollupOf(s: string): Rollup | null {
   const [, view = '', table = '', select = ''] = v
   const source = select.match(/\bFROM (\w+)/)?.[1]
   const groupBy = select.match(/\bGROUP BY ([\w\s,]+)$/)?.[1]
+  // a view that copies rows without aggregating (funnel_steps) is not a rollup to rebuild
+  if (groupBy === undefined && !/\bGROUP BY\b/.test(select)) return null
   if (source === undefined || groupBy === undefined) throw new Error(`cannot read the view ${view}`)
   const keys = groupBy.split(',').map((k) => k.trim())
   const bucket = keys.find((k): k is 'hour' | 'day' => k === 'hour' || k === 'day')

@@ -65,6 +65,7 @@ const envSchema = z.object({
   /** first retry delay of a failed webhook delivery, doubling to 6 hours (tests shorten it) */
   WEBHOOK_RETRY_BASE_MS: intFrom(10_000, 1, 3_600_000),
   WEBHOOK_SECRET: optionalString.pipe(z.string().min(16, 'at least 16 characters').optional()),
+  WORKER_THREAD: z.enum(['true', 'false']).default('false'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
 
@@ -145,6 +146,8 @@ export interface Config {
   /** where outgoing webhooks go (WEBHOOK_URL, comma-separated for several); empty: none */
   webhooks: WebhookEndpoint[]
   webhookRetryBaseMs: number
+  /** role all: run the workers on their own thread, off the API's event loop (off by default: see BENCHMARKS.md) */
+  workerThread: boolean
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 }
 
@@ -224,6 +227,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     },
     webhooks: webhookUrls.map((url) => ({ url, secret: e.WEBHOOK_SECRET ?? '' })),
     webhookRetryBaseMs: e.WEBHOOK_RETRY_BASE_MS,
+    workerThread: e.WORKER_THREAD === 'true',
     logLevel: e.LOG_LEVEL,
   }
 }

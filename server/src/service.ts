@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { serve } from '@hono/node-server'
 import { Backlog, createApp, GroupCommitter, Metrics, StatsHub } from '@referral/api'
-import { type ClickHouse, migrate, openClickHouse } from '@referral/clickhouse'
+import { type ClickHouse, migrate, openClickHouse, queryRows } from '@referral/clickhouse'
 import {
   INGEST_JOB_OPTIONS,
   type JobPayloads,
@@ -29,6 +29,7 @@ import {
 import { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { type RedisServer, startRedisServer } from './redis-server.ts'
+import { startWorkersThread, type WorkerStats, type WorkersThread } from './workers-thread.ts'
 
 const WEB = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'web')
 /** the built dashboard (npm run build -w web), else the static pages it is built from */
@@ -43,6 +44,8 @@ export interface Service {
   committer: GroupCommitter | null
   queue: Queue<JobPayloads['ingest']> | null
   ingestWorker: IngestWorker | null
+  /** role all with WORKER_THREAD: the workers run there instead of `ingestWorker` */
+  workersThread: WorkersThread | null
   /** SSE fan-out of this process (null without the API) */
   hub: StatsHub | null
   stop(): Promise<void>
@@ -122,46 +125,79 @@ export async function startService(opts: StartOptions): Promise<Service> {
       type: 'gauge',
       read: () => process.memoryUsage().rss,
     })
-    if (runsWorkers) {
-      if (ch === null) throw new Error('workers need ClickHouse')
-      ingestWorker = await startIngestWorker({ config, redisUrl, keys, ch, log })
-      const w = ingestWorker
+    if (ch !== null) {
+      const c = ch
+      const parts = async (table: string | null) => {
+        const [r] = await queryRows<{ n: string }>(
+          c,
+          `SELECT count() AS n FROM system.parts WHERE active AND database = currentDatabase()${table === null ? '' : ' AND table = {t:String}'}`,
+          table === null ? {} : { t: table },
+        )
+        return Number(r?.n ?? 0)
+      }
+      metrics.add({
+        name: 'ra_clickhouse_events_active_parts',
+        help: 'active data parts of the events table (a part explosion shows here)',
+        type: 'gauge',
+        read: () => parts('events'),
+      })
+      metrics.add({
+        name: 'ra_clickhouse_active_parts',
+        help: 'active data parts of every table in the database',
+        type: 'gauge',
+        read: () => parts(null),
+      })
+    }
+    let workersThread: WorkersThread | null = null
+    const workerMetrics = (stats: WorkerStats) => {
       metrics.add({
         name: 'ra_worker_events_total',
         help: 'events applied and stored by this process',
         type: 'counter',
-        read: () => w.stats.events,
+        read: () => stats.events,
       })
       metrics.add({
         name: 'ra_worker_groups_total',
         help: 'groups of jobs applied',
         type: 'counter',
-        read: () => w.stats.groups,
+        read: () => stats.groups,
       })
       metrics.add({
         name: 'ra_clickhouse_insert_seconds_total',
         help: 'time spent inserting groups into ClickHouse (divide by ra_clickhouse_inserts_total: latency)',
         type: 'counter',
-        read: () => w.timings.insertMs / 1000,
+        read: () => stats.insertMs / 1000,
       })
       metrics.add({
         name: 'ra_clickhouse_inserts_total',
         help: 'group inserts into ClickHouse (events and ledger rows)',
         type: 'counter',
-        read: () => w.timings.inserts,
+        read: () => stats.inserts,
       })
       metrics.add({
         name: 'ra_apply_seconds_total',
         help: 'time spent applying groups to the program state in Redis',
         type: 'counter',
-        read: () => w.timings.applyMs / 1000,
+        read: () => stats.applyMs / 1000,
       })
       metrics.add({
         name: 'ra_worker_failures_total',
         help: 'groups that failed and were retried',
         type: 'counter',
-        read: () => w.stats.failures,
+        read: () => stats.failures,
       })
+    }
+    if (runsWorkers && role === 'all' && config.workerThread) {
+      // after the migrations; its cleanup runs once the API has stopped and flushed
+      const t = await startWorkersThread({ config, redisUrl, log })
+      workersThread = t
+      workerMetrics(t.stats)
+      cleanups.push(() => t.stop())
+    } else if (runsWorkers) {
+      if (ch === null) throw new Error('workers need ClickHouse')
+      ingestWorker = await startIngestWorker({ config, redisUrl, keys, ch, log })
+      const w = ingestWorker
+      workerMetrics(w.stats)
       cleanups.push(() => w.close())
       const whConn = makeRedis(redisUrl, 'worker', 'webhooks')
       whConn.on('error', (e) => log.warn({ err: e.message }, 'webhook redis'))
@@ -373,6 +409,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
       committer,
       queue,
       ingestWorker,
+      workersThread,
       hub: statsHub,
       stop: runCleanups,
     }

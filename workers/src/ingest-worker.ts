@@ -29,9 +29,16 @@ export interface IngestWorkerDeps {
 
 export interface IngestWorker {
   worker: Worker<JobPayloads['ingest']>
-  readonly stats: { groups: number; jobs: number; events: number; failures: number }
-  /** time spent applying to Redis and inserting into ClickHouse, and the inserts made */
-  readonly timings: { applyMs: number; insertMs: number; inserts: number }
+  /** groups, jobs and events done, failures; time spent applying and inserting, inserts made */
+  readonly stats: {
+    groups: number
+    jobs: number
+    events: number
+    failures: number
+    applyMs: number
+    insertMs: number
+    inserts: number
+  }
   close(): Promise<void>
 }
 
@@ -91,8 +98,7 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
   })
   worker.on('error', (err) => log.error({ err: err.message }, 'ingest worker error'))
   await worker.startStalledCheckTimer()
-  const stats = { groups: 0, jobs: 0, events: 0, failures: 0 }
-  const timings = { applyMs: 0, insertMs: 0, inserts: 0 }
+  const stats = { groups: 0, jobs: 0, events: 0, failures: 0, applyMs: 0, insertMs: 0, inserts: 0 }
   let closing = false
   // a group that keeps failing is taken smaller next time (down to one job), so that one bad
   // job or an oversize group cannot hold the whole backlog; it grows back after successes
@@ -115,7 +121,7 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
   const runGroup = async (token: string, jobs: IngestJob[]) => {
     const inputs = jobs.map((j) => ({ id: j.id ?? '', events: j.data.events }))
     try {
-      await processJobs(tx, keys, ch, inputs, { ...opts, timings })
+      await processJobs(tx, keys, ch, inputs, { ...opts, timings: stats })
       await Promise.all(jobs.map((j) => j.moveToCompleted('done', token, false)))
       stats.groups++
       stats.jobs += jobs.length
@@ -148,7 +154,6 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
   return {
     worker,
     stats,
-    timings,
     close: async () => {
       closing = true
       await worker.close()
