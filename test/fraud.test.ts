@@ -287,6 +287,12 @@ describe('fraud review', () => {
     )
     expect(flagged).toBe(10)
     expect((await statsFor(api, 'cal')).total_clicks).toBe(40)
+    // the breakdowns (funnel_steps) leave the fast clicks out, or show only them
+    const clicksBy = async (f: string) => {
+      const r = await api.get(`/v1/admin/breakdown?by=utm_source&flagged=${f}&to=${now + 3_600_000}`, admin)
+      return ((await r.json()) as { rows: Array<{ clicks: number }> }).rows.reduce((a, x) => a + x.clicks, 0)
+    }
+    expect([await clicksBy('include'), await clicksBy('exclude'), await clicksBy('only')]).toEqual([40, 30, 10])
   })
 
   it('leaves the counters equal to what ClickHouse says, rejections included', async () => {
