@@ -121,7 +121,7 @@ describe('fuzzing the HTTP surface', () => {
           expect(location?.startsWith(landingUrl)).toBe(true)
           await r.arrayBuffer()
         }),
-        { numRuns: RUNS / 3 },
+        { numRuns: Math.ceil(RUNS / 3) },
       )
     },
     TIMEOUT,
@@ -166,7 +166,7 @@ describe('fuzzing the HTTP surface', () => {
             await res.arrayBuffer()
           }
         }),
-        { numRuns: RUNS / 5 },
+        { numRuns: Math.ceil(RUNS / 5) },
       )
     },
     TIMEOUT,
