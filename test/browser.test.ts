@@ -171,7 +171,9 @@ describe('referrer dashboard in a browser', () => {
       // the README's picture of the growth page: a held commission waiting for review
       await admin.getByLabel('Fraud flags').selectOption('include')
       await expect
-        .poll(async () => await admin.locator('[data-step="signup"] strong').textContent(), { timeout: 10_000 })
+        .poll(async () => await admin.locator('[data-step="signup"] strong').textContent(), {
+          timeout: 10_000,
+        })
         .toBe('1')
       await admin.waitForTimeout(1200) // the charts' redraw animation, for the picture only
       await admin.screenshot({ path: join(SHOTS, 'growth-dashboard.png'), fullPage: true })

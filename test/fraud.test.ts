@@ -292,7 +292,9 @@ describe('fraud review', () => {
       const r = await api.get(`/v1/admin/breakdown?by=utm_source&flagged=${f}&to=${now + 3_600_000}`, admin)
       return ((await r.json()) as { rows: Array<{ clicks: number }> }).rows.reduce((a, x) => a + x.clicks, 0)
     }
-    expect([await clicksBy('include'), await clicksBy('exclude'), await clicksBy('only')]).toEqual([40, 30, 10])
+    expect([await clicksBy('include'), await clicksBy('exclude'), await clicksBy('only')]).toEqual([
+      40, 30, 10,
+    ])
   })
 
   it('leaves the counters equal to what ClickHouse says, rejections included', async () => {
