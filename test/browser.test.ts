@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePort } from '@referral/server'
 import { type Browser, chromium, type Page } from 'playwright-core'
@@ -8,7 +9,8 @@ import { BROWSER_UA, codeFor, http, statsFor, tokenFor } from './support/client.
 import { tempDir } from './support/env.ts'
 
 const CHROMIUM = '/usr/bin/chromium'
-const SHOTS = join(import.meta.dirname, '..', 'docs')
+/** Where the pictures go: a temporary folder, or `docs/` for the README (`npm run screenshots`). */
+const SHOTS = process.env.SCREENSHOT_DIR ?? join(tmpdir(), 'referral-shots')
 
 /** The dashboard as a person uses it: Debian's Chromium against `npm start`'s service. */
 describe('referrer dashboard in a browser', () => {
