@@ -52,7 +52,10 @@ export function createApp(deps: ApiDeps): Hono {
   app.get('/docs', (c) => c.html(DOCS_HTML))
 
   app.route('/', healthRoutes(deps))
-  app.route('/', eventRoutes(deps))
+  app.route(
+    '/',
+    eventRoutes({ ingestApiKey: deps.config.ingestApiKey, backlog: deps.backlog, events: deps.events }),
+  )
   app.route('/', trackRoutes(deps))
   app.route('/', meRoutes(deps))
   app.route('/', meAnalyticsRoutes(deps))

@@ -7,20 +7,32 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status'
 export function makeErrorHandler(log: Logger): ErrorHandler {
   return function errorHandler(err: Error, c: Context) {
     const appErr = toAppError(err)
-    if (appErr.status >= 500) {
-      log.error(
-        { req_id: c.get('requestId'), err: err.message, cause: describeCause(appErr), path: c.req.path },
-        'request failed',
-      )
-    }
-    for (const [k, v] of Object.entries(appErr.headers)) c.header(k, v)
-    // the rest of an oversize body was not read: the connection cannot carry another request
-    if (appErr.code === 'payload_too_large') c.header('Connection', 'close')
+    logIfServerError(log, appErr, err, c.get('requestId'), c.req.path)
+    for (const [k, v] of Object.entries(errorHeaders(appErr))) c.header(k, v)
     return c.json(appErr.toBody(), appErr.status as ContentfulStatusCode)
   }
 }
 
-function toAppError(err: Error): AppError {
+/** The headers an error answer carries besides its JSON body. */
+export function errorHeaders(appErr: AppError): Record<string, string> {
+  // the rest of an oversize body was not read: the connection cannot carry another request
+  return appErr.code === 'payload_too_large' ? { ...appErr.headers, Connection: 'close' } : appErr.headers
+}
+
+/** A 5xx is ours to look at: logged with the request id; a 4xx is the caller's. */
+export function logIfServerError(
+  log: Logger,
+  appErr: AppError,
+  err: unknown,
+  reqId: string | undefined,
+  path: string,
+): void {
+  if (appErr.status < 500) return
+  const message = err instanceof Error ? err.message : String(err)
+  log.error({ req_id: reqId, err: message, cause: describeCause(appErr), path }, 'request failed')
+}
+
+export function toAppError(err: unknown): AppError {
   if (err instanceof AppError) return err
   if (err instanceof HTTPException) {
     if (err.status === 413) return new AppError('payload_too_large', 'the request body is larger than 1 MiB')

@@ -19,11 +19,16 @@ export function parseEventsBody(body: unknown, now: number = Date.now()): Queued
   const raw: unknown[] = isBatch ? asBatch((body as { events: unknown }).events) : [body]
   const details: ErrorDetail[] = []
   const valid: EventInput[] = []
-  raw.forEach((item, index) => {
-    const r = eventInput.safeParse(item, { error: requiredMessage })
+  for (let index = 0; index < raw.length; index++) {
+    const item = raw[index]
+    const r = eventInput.safeParse(item)
     if (r.success) valid.push(r.data)
-    else details.push(...issuesToDetails(r.error, index))
-  })
+    else {
+      // again with the messages customised: a per-call error map costs ~3x on every parse
+      const again = eventInput.safeParse(item, { error: requiredMessage })
+      details.push(...(again.success ? [] : issuesToDetails(again.error, index)))
+    }
+  }
   if (details.length > 0) {
     const n = new Set(details.map((d) => d.index)).size
     throw new AppError(

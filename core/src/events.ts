@@ -174,15 +174,16 @@ export function settleEvent(
   now: number,
   newId: () => string,
 ): ClickEvent | SignupEvent | PurchaseEvent | RefundEvent {
+  // the parsed object is the caller's own (zod made it): settled in place, not copied
   const base = { id: e.id ?? newId(), ts: e.ts ?? now, received_at: now }
   switch (e.type) {
     case 'click':
-      return { ...e, ...base }
+      return Object.assign(e, base)
     case 'signup':
-      return { ...e, ...base }
+      return Object.assign(e, base)
     case 'purchase':
-      return { ...e, ...base, currency: 'usd' }
+      return Object.assign(e, base, { currency: 'usd' as const })
     case 'refund':
-      return { ...e, ...base }
+      return Object.assign(e, base)
   }
 }

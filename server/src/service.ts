@@ -1,9 +1,9 @@
 import { existsSync, mkdirSync } from 'node:fs'
-import type { Server } from 'node:http'
+import { createServer } from 'node:http'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { serve } from '@hono/node-server'
-import { Backlog, createApp, GroupCommitter, Metrics, StatsHub } from '@referral/api'
+import { getRequestListener } from '@hono/node-server'
+import { Backlog, createApp, directIngest, GroupCommitter, Metrics, StatsHub } from '@referral/api'
 import { type ClickHouse, migrate, openClickHouse, queryRows } from '@referral/clickhouse'
 import {
   INGEST_JOB_OPTIONS,
@@ -361,22 +361,33 @@ export async function startService(opts: StartOptions): Promise<Service> {
         payouts,
         queues: [q, payouts, ...others],
       })
-      const server = await new Promise<Server>((res) => {
-        const timeout = config.requestTimeoutMs
-        const s = serve(
-          {
-            fetch: app.fetch,
-            port: config.port,
-            hostname: config.host,
-            // a client that trickles its headers or body gets 408 instead of holding a socket
-            serverOptions: {
-              requestTimeout: timeout,
-              headersTimeout: Math.min(timeout, 20_000),
-              connectionsCheckingInterval: Math.max(100, Math.min(1_000, timeout / 4)),
-            },
-          },
-          () => res(s as Server),
-        )
+      // POST /v1/events goes straight from node:http to the ingest path; the rest to Hono
+      const ingestDirect = directIngest({
+        ingestApiKey: config.ingestApiKey,
+        backlog,
+        events: gc,
+        lifecycle,
+        log,
+      })
+      const toHono = getRequestListener(app.fetch)
+      const timeout = config.requestTimeoutMs
+      const server = createServer(
+        {
+          // a client that trickles its headers or body gets 408 instead of holding a socket
+          requestTimeout: timeout,
+          headersTimeout: Math.min(timeout, 20_000),
+          connectionsCheckingInterval: Math.max(100, Math.min(1_000, timeout / 4)),
+        },
+        (req, res) => {
+          if (!ingestDirect(req, res)) void toHono(req, res)
+        },
+      )
+      await new Promise<void>((res, rej) => {
+        server.once('error', rej)
+        server.listen(config.port, config.host, () => {
+          server.off('error', rej)
+          res()
+        })
       })
       const addr = server.address()
       const port = typeof addr === 'object' && addr !== null ? addr.port : config.port

@@ -10,19 +10,30 @@ function bearer(header: string | undefined): string | undefined {
   return m?.[1]
 }
 
-/** The marketplace backend: `Authorization: Bearer ${INGEST_API_KEY}`, compared in constant time. */
-export function ingestKeyAuth(apiKey: string): MiddlewareHandler {
+/**
+ * The marketplace backend: `Authorization: Bearer ${INGEST_API_KEY}`, compared in constant
+ * time. The check throws 401 for a missing or wrong key.
+ */
+export function ingestKeyCheck(apiKey: string): (authorization: string | undefined) => void {
   const expected = Buffer.from(apiKey)
   const matches = (token: string) => {
     const given = Buffer.from(token)
     // only the length can be learnt from timing, and keys are generated long
     return given.length === expected.length && timingSafeEqual(given, expected)
   }
-  return async function ingestKey(c, next) {
-    const token = bearer(c.req.header('authorization'))
+  return function checkIngestKey(authorization) {
+    const token = bearer(authorization)
     if (token === undefined || !matches(token)) {
       throw new AppError('unauthorized', 'a valid ingest API key is required (Authorization: Bearer <key>)')
     }
+  }
+}
+
+/** `ingestKeyCheck` as middleware, for the marketplace's other server-to-server routes. */
+export function ingestKeyAuth(apiKey: string): MiddlewareHandler {
+  const check = ingestKeyCheck(apiKey)
+  return async function ingestKey(c, next) {
+    check(c.req.header('authorization'))
     await next()
   }
 }

@@ -8,14 +8,19 @@ import type { Context } from 'hono'
  * event; in-process tests (app.request) have none and read the web Request.
  */
 export async function readBody(c: Context, limit = MAX_BODY_BYTES): Promise<string> {
+  const incoming = nodeRequest(c)
+  if (incoming !== undefined) return readIncoming(incoming, limit)
   const declared = Number(c.req.header('content-length') ?? Number.NaN)
   if (declared > limit) throw tooLarge()
-  const incoming = nodeRequest(c)
-  if (incoming === undefined) {
-    const bytes = new Uint8Array(await c.req.arrayBuffer())
-    if (bytes.byteLength > limit) throw tooLarge()
-    return utf8(bytes)
-  }
+  const bytes = new Uint8Array(await c.req.arrayBuffer())
+  if (bytes.byteLength > limit) throw tooLarge()
+  return utf8(bytes)
+}
+
+/** A node:http request's body as text, at most `limit` bytes (413 past it, 400 if not UTF-8). */
+export async function readIncoming(incoming: IncomingMessage, limit = MAX_BODY_BYTES): Promise<string> {
+  const declared = Number(incoming.headers['content-length'] ?? Number.NaN)
+  if (declared > limit) throw tooLarge()
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of incoming) {
@@ -24,7 +29,7 @@ export async function readBody(c: Context, limit = MAX_BODY_BYTES): Promise<stri
     if (size > limit) throw tooLarge()
     chunks.push(buf)
   }
-  return utf8(Buffer.concat(chunks, size))
+  return utf8(chunks.length === 1 && chunks[0] !== undefined ? chunks[0] : Buffer.concat(chunks, size))
 }
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
@@ -39,12 +44,19 @@ function utf8(bytes: Uint8Array): string {
 }
 
 /** The body as JSON, or 415 (not JSON) / 400 (malformed) / 413 (over 1 MiB). */
-export async function readJson(c: Context): Promise<unknown> {
-  const type = c.req.header('content-type') ?? ''
-  if (!/^application\/json\s*(;|$)/i.test(type)) {
+export function readJson(c: Context): Promise<unknown> {
+  return parseJsonBody(c.req.header('content-type'), () => readBody(c))
+}
+
+/** What `readJson` does, given the Content-Type header and a way to read the body. */
+export async function parseJsonBody(
+  contentType: string | undefined,
+  readText: () => Promise<string>,
+): Promise<unknown> {
+  if (!/^application\/json\s*(;|$)/i.test(contentType ?? '')) {
     throw new AppError('unsupported_media_type', 'send Content-Type: application/json')
   }
-  const text = await readBody(c)
+  const text = await readText()
   try {
     return JSON.parse(text) as unknown
   } catch (e) {

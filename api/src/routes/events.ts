@@ -1,17 +1,55 @@
 import { Hono } from 'hono'
 import type { ApiDeps } from '../context.ts'
 import { parseEventsBody } from '../ingest.ts'
-import { ingestKeyAuth } from '../middleware/auth.ts'
-import { readJson } from '../middleware/json-body.ts'
+import { ingestKeyCheck } from '../middleware/auth.ts'
+import { parseJsonBody, readBody } from '../middleware/json-body.ts'
 
-/** POST /v1/events: 202 only once every event of the request is durably queued. */
-export function eventRoutes(deps: ApiDeps): Hono {
-  const app = new Hono()
-  app.post('/v1/events', ingestKeyAuth(deps.config.ingestApiKey), async (c) => {
-    const events = parseEventsBody(await readJson(c))
+/** What POST /v1/events needs of a request, however it arrived. */
+export interface IngestRequest {
+  authorization: string | undefined
+  contentType: string | undefined
+  readText(): Promise<string>
+}
+
+export interface IngestDeps extends Pick<ApiDeps, 'backlog' | 'events'> {
+  ingestApiKey: string
+}
+
+export interface IngestAnswer {
+  accepted: number
+  ids: string[]
+}
+
+/**
+ * POST /v1/events from its headers to its answer: key, body, validation, backpressure, and
+ * the group-committed queue write. Resolves (202) only once every event of the request is
+ * durably queued; throws the AppError to answer otherwise. The Hono route and the server's
+ * direct path (`directIngest`) both run this one function.
+ */
+export function makeIngest(deps: IngestDeps): (req: IngestRequest) => Promise<IngestAnswer> {
+  const checkKey = ingestKeyCheck(deps.ingestApiKey)
+  return async function ingest(req) {
+    checkKey(req.authorization)
+    const events = parseEventsBody(await parseJsonBody(req.contentType, req.readText))
     deps.backlog.admit()
     await deps.events.submit(events)
-    return c.json({ accepted: events.length, ids: events.map((e) => e.id) }, 202)
-  })
+    return { accepted: events.length, ids: events.map((e) => e.id) }
+  }
+}
+
+/** POST /v1/events: 202 only once every event of the request is durably queued. */
+export function eventRoutes(deps: IngestDeps): Hono {
+  const app = new Hono()
+  const ingest = makeIngest(deps)
+  app.post('/v1/events', async (c) =>
+    c.json(
+      await ingest({
+        authorization: c.req.header('authorization'),
+        contentType: c.req.header('content-type'),
+        readText: () => readBody(c),
+      }),
+      202,
+    ),
+  )
   return app
 }
