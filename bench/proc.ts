@@ -134,8 +134,10 @@ export function trackPid(pid: number): void {
   extraPids.add(pid)
 }
 
-export function trackTmpDir(dir: string): void {
+/** Removed when the bench exits; returns the folder. */
+export function trackTmpDir(dir: string): string {
   tmpDirs.add(dir)
+  return dir
 }
 
 export { isAlive }
