@@ -256,27 +256,29 @@ export async function funnel(
 ): Promise<Funnel> {
   const f = FLAGGED_STEPS[flagged]
   const bought = purchases(f)
-  // one query, so its three parts run side by side on the server's threads
+  // one query, so its two parts run side by side on the server's threads; the buyers are
+  // joined to their signups once, for both the funnel levels and the time to convert
   const rows = await queryRows<{ part: string; key: string; n: string }>(
     ch,
     `SELECT 'clicked' AS part, '' AS key, uniqExact(visitor) AS n
      FROM funnel_steps WHERE step = 1 AND visitor != 0 AND ${STEP_RANGE} AND ${f}
      UNION ALL
-     SELECT 'level', toString(level), count() FROM (
-       SELECT visitor, windowFunnel({window:UInt64})(toDateTime(ts), step = 1, step = 2, step = 3) AS level
+     SELECT x.1, x.2, x.3 FROM (
+       SELECT countIf(visitor != 0 AND level = 2) AS l2, countIf(visitor != 0 AND level = 3) AS l3,
+              ${TTC_BUCKETS.map((b, i) => `sum(arrayCount(d -> ${b.when}, ttc)) AS t${i}`).join(', ')}
        FROM (
-         SELECT visitor, ts, step FROM funnel_steps
-         WHERE step IN (1, 2) AND ${STEP_RANGE} AND ${f}
-           AND visitor IN (SELECT visitor FROM funnel_steps WHERE step = 2 AND visitor != 0 AND ${STEP_RANGE} AND ${f})
-         UNION ALL
-         SELECT visitor, ts, 3 AS step FROM (${bought}) WHERE visitor != 0
+         SELECT visitor, windowFunnel({window:UInt64})(toDateTime(ts), step = 1, step = 2, step = 3) AS level,
+                groupArrayIf(d, step = 3) AS ttc
+         FROM (
+           SELECT visitor, ts, step, toInt64(0) AS d FROM funnel_steps
+           WHERE step IN (1, 2) AND ${STEP_RANGE} AND ${f}
+             AND visitor IN (SELECT visitor FROM funnel_steps WHERE step = 2 AND visitor != 0 AND ${STEP_RANGE} AND ${f})
+           UNION ALL
+           SELECT visitor, ts, 3 AS step, toInt64(dateDiff('second', signed_up, ts)) AS d FROM (${bought})
+         )
+         GROUP BY visitor
        )
-       GROUP BY visitor
-     ) WHERE level >= 2 GROUP BY level
-     UNION ALL
-     SELECT 'ttc', multiIf(d < 3600, '< 1 hour', d < 86400, '1-24 hours', d < 604800, '1-7 days', d < 2592000, '7-30 days', '30+ days'), count()
-     FROM (SELECT dateDiff('second', signed_up, ts) AS d FROM (${bought}))
-     GROUP BY 2`,
+     ) ARRAY JOIN [('level', '2', l2), ('level', '3', l3), ${TTC_BUCKETS.map((b, i) => `('ttc', '${b.bucket}', t${i})`).join(', ')}] AS x`,
     { ...range, window: windowSeconds },
   )
   const part = (p: string) => rows.filter((r) => r.part === p)
@@ -286,6 +288,15 @@ export async function funnel(
     part('ttc').map((t) => ({ bucket: t.key, buyers: t.n })),
   )
 }
+
+/** Time from signup to first purchase, in seconds (a purchase dated before its signup: the first bucket). */
+const TTC_BUCKETS = [
+  { bucket: '< 1 hour', when: 'd < 3600' },
+  { bucket: '1-24 hours', when: 'd >= 3600 AND d < 86400' },
+  { bucket: '1-7 days', when: 'd >= 86400 AND d < 604800' },
+  { bucket: '7-30 days', when: 'd >= 604800 AND d < 2592000' },
+  { bucket: '30+ days', when: 'd >= 2592000' },
+] as const
 
 /** The report from the visitors who clicked, the visitors per funnel level (2 and up), and buyers per bucket. */
 export function funnelResult(
@@ -299,8 +310,7 @@ export function funnelResult(
     { step: 'signup', visitors: atLeast(2) },
     { step: 'first_purchase', visitors: atLeast(3) },
   ].map((s) => ({ ...s, of_clicks: clicked === 0 ? 0 : s.visitors / clicked }))
-  const order = ['< 1 hour', '1-24 hours', '1-7 days', '7-30 days', '30+ days']
-  const time_to_convert = order.map((bucket) => ({
+  const time_to_convert = TTC_BUCKETS.map(({ bucket }) => ({
     bucket,
     buyers: Number(ttc.find((r) => r.bucket === bucket)?.buyers ?? 0),
   }))
