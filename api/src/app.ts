@@ -44,6 +44,8 @@ export function createApp(deps: ApiDeps): Hono {
 
   // every /v1/me route is the referrer's own data: the JWT's sub is the only user it reads
   app.use('/v1/me/*', jwtAuth(deps.config.jwtSecret))
+  // every /v1/admin route is the growth team's: an admin token or session
+  app.use('/v1/admin/*', jwtAuth(deps.config.jwtSecret, { role: 'admin' }))
 
   app.get('/metrics', async (c) =>
     c.body(await deps.metrics.render(), 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }),

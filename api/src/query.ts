@@ -22,6 +22,20 @@ export function parseQuery<T extends z.ZodType>(schema: T, query: Record<string,
   return r.data
 }
 
+const DAY = 86_400_000
+
+/** A report's period from optional `from`/`to`: up to now, 30 days by default; 400 if from is after to. */
+export function rangeOf(q: { from?: number | undefined; to?: number | undefined }): {
+  from: number
+  to: number
+} {
+  const to = q.to ?? Date.now()
+  const from = q.from ?? to - 30 * DAY
+  if (from > to)
+    throw new AppError('validation_failed', '"from" is after "to"', [{ path: 'from', message: 'before to' }])
+  return { from, to }
+}
+
 /** The process's ClickHouse, or 503 where this API process has none (chDB owned by workers). */
 export function needClickHouse(deps: ApiDeps): ClickHouse {
   if (deps.ch === null) throw new AppError('unavailable', 'this API process has no ClickHouse connection')

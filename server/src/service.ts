@@ -274,7 +274,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
         skipWaitingForReady: true,
       })
       // the other queues, for the queue dashboard only
-      const others = [QUEUE_NAMES.credits, QUEUE_NAMES.payoutRuns].map(
+      const others = [QUEUE_NAMES.credits, QUEUE_NAMES.payoutRuns, QUEUE_NAMES.webhooks].map(
         (name) =>
           new Queue(name, { connection: queueConn, prefix: keys.bullPrefix(), skipWaitingForReady: true }),
       )

@@ -1,10 +1,8 @@
-import { AppError, type JobPayloads, QUEUE_NAMES } from '@referral/core'
+import { AppError, QUEUE_NAMES } from '@referral/core'
 import { readDeliveryLog, replayDelivery } from '@referral/workers'
-import { Queue } from 'bullmq'
 import { Hono } from 'hono'
 import { z } from 'zod'
 import type { ApiDeps } from '../context.ts'
-import { jwtAuth } from '../middleware/auth.ts'
 import { parseQuery } from '../query.ts'
 
 const logQuery = z.object({
@@ -16,23 +14,16 @@ const logQuery = z.object({
 export function adminWebhookRoutes(deps: ApiDeps): Hono {
   const { redis, keys, config } = deps
   const app = new Hono()
-  app.use('/v1/admin/*', jwtAuth(config.jwtSecret, { role: 'admin' }))
 
   app.get('/v1/admin/webhooks', async (c) => {
-    const queue = new Queue<JobPayloads['webhooks']>(QUEUE_NAMES.webhooks, {
-      connection: redis,
-      prefix: keys.bullPrefix(),
+    const queue = deps.queues.find((q) => q.name === QUEUE_NAMES.webhooks)
+    if (queue === undefined) throw new AppError('unavailable', 'this API process has no webhook queue')
+    const counts = await queue.getJobCounts('wait', 'active', 'delayed', 'completed', 'failed')
+    return c.json({
+      endpoints: config.webhooks.map((e) => e.url),
+      signature_header: 'X-Referral-Signature',
+      queue: counts,
     })
-    try {
-      const counts = await queue.getJobCounts('wait', 'active', 'delayed', 'completed', 'failed')
-      return c.json({
-        endpoints: config.webhooks.map((e) => e.url),
-        signature_header: 'X-Referral-Signature',
-        queue: counts,
-      })
-    } finally {
-      await queue.close()
-    }
   })
 
   app.get('/v1/admin/webhooks/deliveries', async (c) => {
