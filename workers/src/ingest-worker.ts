@@ -70,7 +70,10 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
     dedupWindowSeconds: config.dedupWindowDays * 86_400,
     resolutionTtlSeconds: 7 * 86_400,
     schedule: (expiries: readonly CreditExpiry[]) => scheduleExpiries(credits, expiries),
-    afterStore: (g: AppliedGroup) => webhooks.emit(eventsOfGroup(g.resolution)),
+    // with no endpoint configured, no webhook events are built for each group
+    ...(config.webhooks.length === 0
+      ? {}
+      : { afterStore: (g: AppliedGroup) => webhooks.emit(eventsOfGroup(g.resolution)) }),
   }
   const expiryConnection = makeRedis(deps.redisUrl, 'worker', 'credit-expiry')
   expiryConnection.on('error', (e) => log.warn({ err: e.message }, 'credit expiry redis'))

@@ -49,6 +49,7 @@ export function webhookEvent(
 export function eventsOfGroup(res: StoredResolution): WebhookEvent[] {
   const out: WebhookEvent[] = []
   const purchaseOf = new Map<string, string>()
+  const expiresAt = new Map(res.expiries.map((x) => [x.creditId, x.expiresAt]))
   for (const row of res.rows) {
     if (row.type === 'refund' && row.purchase_id !== undefined) purchaseOf.set(row.id, row.purchase_id)
     if (row.type === 'signup' && row.counted === 1 && row.referrer_id !== undefined) {
@@ -63,14 +64,14 @@ export function eventsOfGroup(res: StoredResolution): WebhookEvent[] {
     }
   }
   for (const e of res.ledger) {
-    const common = { ts: e.ts, cause: e.entry_id }
     switch (e.kind) {
       case 'signup_bonus':
       case 'commission_approved':
-        if (e.account === 'wallet') out.push(credit(e.user_id, e.entry_id, e.kind, e.amount_cents, e.ts, res))
+        if (e.account === 'wallet')
+          out.push(credit(e.user_id, e.entry_id, e.kind, e.amount_cents, e.ts, expiresAt.get(e.entry_id)))
         if (e.kind === 'commission_approved') {
           out.push(
-            webhookEvent('commission.approved', common.cause, e.user_id, e.ts, {
+            webhookEvent('commission.approved', e.entry_id, e.user_id, e.ts, {
               referrer_id: e.user_id,
               purchase_id: e.event_id,
               user_id: e.source_user_id,
@@ -82,7 +83,7 @@ export function eventsOfGroup(res: StoredResolution): WebhookEvent[] {
         break
       case 'commission':
         out.push(
-          webhookEvent('commission.created', common.cause, e.user_id, e.ts, {
+          webhookEvent('commission.created', e.entry_id, e.user_id, e.ts, {
             referrer_id: e.user_id,
             purchase_id: e.event_id,
             user_id: e.source_user_id,
@@ -91,11 +92,12 @@ export function eventsOfGroup(res: StoredResolution): WebhookEvent[] {
             status: e.account === 'held' ? 'held' : 'payable',
           }),
         )
-        if (e.account === 'wallet') out.push(credit(e.user_id, e.entry_id, e.kind, e.amount_cents, e.ts, res))
+        if (e.account === 'wallet')
+          out.push(credit(e.user_id, e.entry_id, e.kind, e.amount_cents, e.ts, expiresAt.get(e.entry_id)))
         break
       case 'commission_reversal':
         out.push(
-          webhookEvent('commission.reversed', common.cause, e.user_id, e.ts, {
+          webhookEvent('commission.reversed', e.entry_id, e.user_id, e.ts, {
             referrer_id: e.user_id,
             refund_id: e.event_id,
             purchase_id: purchaseOf.get(e.event_id) ?? null,
@@ -107,7 +109,7 @@ export function eventsOfGroup(res: StoredResolution): WebhookEvent[] {
         break
       case 'commission_rejected':
         out.push(
-          webhookEvent('commission.rejected', common.cause, e.user_id, e.ts, {
+          webhookEvent('commission.rejected', e.entry_id, e.user_id, e.ts, {
             referrer_id: e.user_id,
             purchase_id: e.event_id,
             user_id: e.source_user_id,
@@ -128,15 +130,14 @@ function credit(
   source: string,
   amount: number,
   ts: number,
-  res: StoredResolution,
+  expiresAt: number | undefined,
 ): WebhookEvent {
-  const expiry = res.expiries.find((x) => x.creditId === creditId)
   return webhookEvent('credit.granted', creditId, userId, ts, {
     user_id: userId,
     credit_id: creditId,
     source,
     amount_cents: amount,
-    expires_at: expiry === undefined ? null : new Date(expiry.expiresAt).toISOString(),
+    expires_at: expiresAt === undefined ? null : new Date(expiresAt).toISOString(),
   })
 }
 
