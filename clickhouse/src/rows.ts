@@ -48,6 +48,8 @@ export type LedgerKind =
 
 /** The ledger kinds that make a referrer's earnings (net of refunds and rejected holds). */
 export const EARNING_KINDS_SQL = "('commission', 'commission_reversal', 'commission_rejected')"
+/** The ledger kinds that bring a Partner's cash in (with account = 'cash'): commissions, approved holds, less refunds. */
+export const CASH_EARNING_KINDS_SQL = "('commission', 'commission_reversal', 'commission_approved')"
 
 export interface LedgerRow {
   entry_id: string

@@ -128,10 +128,6 @@ export async function readWallet(redis: Redis, keys: Keys, userId: string, now: 
   return { balance_cents: credits.reduce((a, c) => a + c.remaining_cents, 0), credits }
 }
 
-export async function cashBalance(redis: Redis, keys: Keys, userId: string): Promise<number> {
-  return Number((await redis.hget(keys.balance(userId), 'cash')) ?? 0)
-}
-
 /** A referrer's cash and the commissions held for review (neither spendable nor payable). */
 export async function balances(
   redis: Redis,

@@ -1,4 +1,4 @@
-import { type ClickHouse, EARNING_KINDS_SQL, queryRows } from '@referral/clickhouse'
+import { CASH_EARNING_KINDS_SQL, type ClickHouse, EARNING_KINDS_SQL, queryRows } from '@referral/clickhouse'
 import {
   AppError,
   buckets,
@@ -8,7 +8,7 @@ import {
   MIN_PAYOUT_CENTS,
   RATE_BPS,
 } from '@referral/core'
-import { cashBalance } from '@referral/workers'
+import { balances } from '@referral/workers'
 import { Hono } from 'hono'
 import { z } from 'zod'
 import { HOUR_BUCKET } from '../admin-reports.ts'
@@ -194,13 +194,13 @@ export function meAnalyticsRoutes(deps: ApiDeps): Hono {
     const ch = needClickHouse(deps)
     const { userId } = c.get('auth')
     const now = Date.now()
-    const [cash, [row]] = await Promise.all([
-      cashBalance(redis, keys, userId),
+    const [{ cash }, [row]] = await Promise.all([
+      balances(redis, keys, userId),
       queryRows<{ cash30: string; basic_sales: string; basic_commission: string }>(
         ch,
         `SELECT
            (SELECT sum(amount_cents) FROM ledger WHERE user_id = {u:String} AND account = 'cash'
-              AND kind IN ('commission', 'commission_reversal') AND ts >= fromUnixTimestamp64Milli({since:Int64})) AS cash30,
+              AND kind IN ${CASH_EARNING_KINDS_SQL} AND ts >= fromUnixTimestamp64Milli({since:Int64})) AS cash30,
            (SELECT sum(amount_cents) FROM events WHERE referrer_id = {u:String} AND type = 'purchase'
               AND track = 'basic') AS basic_sales,
            (SELECT sum(commission_cents) FROM events WHERE referrer_id = {u:String} AND type = 'purchase'
