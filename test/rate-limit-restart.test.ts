@@ -1,4 +1,3 @@
-import { startRedisServer } from '@referral/server'
 import { afterAll, describe, expect, it } from 'vitest'
 import { BROWSER_UA, codeFor, http, statsFor } from './support/client.ts'
 import { startTestRedis, tempDir } from './support/env.ts'
@@ -48,7 +47,7 @@ describe('rate limits across restarts', () => {
     await svc.service.stop()
     redis.child.kill('SIGKILL')
     await new Promise((r) => redis?.child.once('exit', r))
-    redis = await startRedisServer({ dir: `${dir.path}/redis`, bin: 'redis-server', appendfsync: 'always' })
+    redis = await startTestRedis(`${dir.path}/redis`)
     svc = await startTestService(`${dir.path}/data`, redis.url, env)
     api = http(svc.url)
 

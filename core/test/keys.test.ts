@@ -22,7 +22,9 @@ describe('key layout for Redis Cluster', () => {
     // CLUSTER KEYSLOT answers, from a redis-server
     expect(slot('123456789')).toBe(12739)
     expect(slot('{user1000}.following')).toBe(slot('{user1000}.followers'))
-    expect(slot('foo{}{bar}')).toBe(slot('foo{}{bar}'))
+    // empty braces: the whole key is hashed, not what follows them
+    expect(slot('foo{}{bar}')).toBe(8363)
+    expect(slot('bar')).toBe(5061)
   })
 
   it('puts every key a commit, spend or payout script touches in one slot', () => {
