@@ -12,9 +12,11 @@ import {
   childrenReport,
   freePort,
   installCleanup,
+  shutdownAll,
   sleep,
   startChild,
   stopChild,
+  trackPid,
   trackTmpDir,
 } from './proc.ts'
 import { fmt, machine } from './report.ts'
@@ -116,6 +118,7 @@ async function startCluster(name: string, appendfsync: 'always' | 'everysec'): P
   const redisDir = join(dataDir, 'redis-ext')
   mkdirSync(redisDir, { recursive: true })
   const redis = await startRedisServer({ dir: redisDir, bin: 'redis-server', appendfsync })
+  trackPid(redis.pid)
   const base = { name, dataDir, redis, redisDir, apiPort: await freePort(), url: '' }
   const workers = await startWorkers(base)
   const api = await startApi({ ...base, workers })
@@ -124,6 +127,7 @@ async function startCluster(name: string, appendfsync: 'always' | 'everysec'): P
 
 async function restartRedis(c: Cluster, appendfsync: 'always' | 'everysec'): Promise<void> {
   c.redis = await startRedisServer({ dir: c.redisDir, bin: 'redis-server', appendfsync, port: c.redis.port })
+  trackPid(c.redis.pid)
 }
 
 function killRedis(c: Cluster): Promise<void> {
@@ -432,15 +436,17 @@ async function main() {
   const back = Date.now()
   let recoveredMs = -1
   while (Date.now() - back < 60_000) {
+    // the id recorded is the one sent (it used to be made again, differently, after the 202)
+    const id = `soak-back-${Date.now()}`
     const res = await fetch(`${c.url}/v1/events`, {
       method: 'POST',
       headers: { authorization: `Bearer ${INGEST_KEY}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ type: 'click', code: codes[0]?.code, id: `soak-back-${Date.now()}` }),
+      body: JSON.stringify({ type: 'click', code: codes[0]?.code, id }),
     }).catch(() => null)
     if (res?.status === 202) {
       recoveredMs = Date.now() - back
-      const id = `soak-back-${back}`
       sent.ids.add(id)
+      sent.acked.add(id)
       break
     }
     await sleep(200)
@@ -559,9 +565,11 @@ async function main() {
 
 const checkAt = process.argv.indexOf('--check')
 const run = checkAt >= 0 ? runCheck(process.argv[checkAt + 1] ?? '') : main()
-run.catch((e: unknown) => {
+run.catch(async (e: unknown) => {
   process.stderr.write(
     `soak failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n${childrenReport()}\n`,
   )
-  process.exitCode = 1
+  // the API, workers and redis-servers still run: stop them, or the process never exits
+  await shutdownAll()
+  process.exit(1)
 })
