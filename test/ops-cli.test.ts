@@ -121,6 +121,7 @@ describe('ops: replay dead letters, backfill rollups', () => {
     await drained(svc.service)
     expect(await deadLetterRows()).toBe(2)
     await expect(ops(['replay-dead-letters', '--queue', 'nope'], env)).rejects.toThrow(/unknown queue nope/)
+    await expect(ops(['replay-dead-letters', '--limit', 'abc'], env)).rejects.toThrow(/--limit must be/)
     await queue.close()
   })
 

@@ -58,12 +58,15 @@ export async function runOps(
     const unknown = queues.filter((q) => !known.includes(q))
     if (unknown.length > 0)
       throw new Error(`unknown queue ${unknown.join(', ')} (queues: ${known.join(', ')})`)
-    const [limit] = option(rest, 'limit')
+    const [limitText] = option(rest, 'limit')
+    const limit = limitText === undefined ? undefined : Number(limitText)
+    if (limit !== undefined && !(Number.isInteger(limit) && limit > 0))
+      throw new Error(`--limit must be a whole number above 0 (got ${limitText})`)
     const r = await openRedis(config)
     try {
       const results = await replayDeadLetters(r.redis, keys.bullPrefix(), {
         ...(queues.length > 0 ? { queues } : {}),
-        ...(limit !== undefined ? { limit: Number(limit) } : {}),
+        ...(limit !== undefined ? { limit } : {}),
       })
       for (const { queue, replayed } of results)
         say(`${queue}\t${replayed.length} replayed\t${replayed.join(' ')}`)

@@ -187,11 +187,17 @@ export async function startService(opts: StartOptions): Promise<Service> {
         read: () => stats.failures,
       })
     }
-    if (runsWorkers && role === 'all' && config.workerThread) {
+    if (role === 'all' && config.workerThread) {
       // after the migrations; its cleanup runs once the API has stopped and flushed
       const t = await startWorkersThread({ config, redisUrl, log })
       workersThread = t
       workerMetrics(t.stats)
+      metrics.add({
+        name: 'ra_worker_thread_starts_total',
+        help: 'workers threads started (more than 1: one died and was started again)',
+        type: 'counter',
+        read: () => t.starts,
+      })
       cleanups.push(() => t.stop())
     } else if (runsWorkers) {
       if (ch === null) throw new Error('workers need ClickHouse')

@@ -87,8 +87,9 @@ export async function sendPayout(
 
 /** payout.paid or payout.failed, once the payout is settled (again on a re-run: the same event). */
 async function emitSettled(deps: PayoutDeps & { webhooks?: Webhooks }, payoutId: string): Promise<void> {
+  if (deps.webhooks === undefined) return
   const p = await readPayout(deps.redis, deps.keys, payoutId)
-  if (deps.webhooks === undefined || p === null || (p.status !== 'paid' && p.status !== 'failed')) return
+  if (p === null || (p.status !== 'paid' && p.status !== 'failed')) return
   await deps.webhooks.emit([
     webhookEvent(
       p.status === 'paid' ? 'payout.paid' : 'payout.failed',

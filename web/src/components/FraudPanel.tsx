@@ -47,9 +47,7 @@ export function FraudPanel(props: { range: string }) {
       const r = await postJson<{ status: string }>(
         `/v1/admin/holds/${encodeURIComponent(h.purchase_id)}/${decision}`,
       )
-      setMessage(
-        `${h.purchase_id}: ${r.status === 'queued' ? 'queued' : r.status} (${formatCents(h.held_cents)})`,
-      )
+      setMessage(`${h.purchase_id}: ${r.status} (${formatCents(h.held_cents)})`)
     } catch (e) {
       setMessage(e instanceof ApiError ? e.message : String(e))
     } finally {
