@@ -85,7 +85,14 @@ describe('operations over HTTP', () => {
     })
     expect(api.status).toBe(200)
     const body = (await api.json()) as { queues: Array<{ name: string }> }
-    expect(body.queues.map((q) => q.name).sort()).toEqual(['credits', 'ingest', 'payout-runs', 'payouts'])
+    // every queue of the service, the webhook deliveries' too
+    expect(body.queues.map((q) => q.name).sort()).toEqual([
+      'credits',
+      'ingest',
+      'payout-runs',
+      'payouts',
+      'webhooks',
+    ])
   })
 
   it('logs a failed request with its id', async () => {
