@@ -6,7 +6,7 @@ import { secureHeaders } from 'hono/secure-headers'
 import type { ApiDeps } from './context.ts'
 import { makeErrorHandler, notFound } from './errors.ts'
 import { jwtAuth } from './middleware/auth.ts'
-import { requestLog } from './middleware/request-log.ts'
+import { REQUEST_ID_MAX, requestLog } from './middleware/request-log.ts'
 import { DOCS_HTML, openApiDocument } from './openapi.ts'
 import { QUEUE_BOARD_PATH, queueBoard } from './queue-board.ts'
 import { adminRoutes } from './routes/admin.ts'
@@ -28,7 +28,7 @@ export function createApp(deps: ApiDeps): Hono {
   app.onError(makeErrorHandler(deps.log))
   app.notFound(notFound)
   // an incoming X-Request-Id is kept when it is short and plain, else one is made
-  app.use('*', requestId({ limitLength: 128 }))
+  app.use('*', requestId({ limitLength: REQUEST_ID_MAX }))
   app.use('*', requestLog(deps.log))
   // while shutting down, every answer ends its keep-alive connection so the server can close
   app.use('*', async function drain(c, next) {

@@ -3,9 +3,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { ApiDeps } from './context.ts'
 import { errorHeaders, logIfServerError, toAppError } from './errors.ts'
 import { readIncoming } from './middleware/json-body.ts'
+import { logRequest, REQUEST_ID_MAX } from './middleware/request-log.ts'
 import { type IngestDeps, makeIngest } from './routes/events.ts'
 
-const REQUEST_ID = /^[\w\-=]{1,128}$/
+const REQUEST_ID = new RegExp(`^[\\w\\-=]{1,${REQUEST_ID_MAX}}$`)
 
 /**
  * POST /v1/events straight from node:http, before Hono: the marketplace's hottest call skips
@@ -50,10 +51,7 @@ export function directIngest(
       'X-Request-Id': reqId,
     })
     res.end(body)
-    if (logRequests) {
-      const ms = Math.round((performance.now() - started) * 10) / 10
-      http.info({ req_id: reqId, method: 'POST', path: '/v1/events', status, ms }, 'request')
-    }
+    if (logRequests) logRequest(http, reqId, 'POST', '/v1/events', status, started)
   }
 
   return function maybeIngest(req, res) {

@@ -9,19 +9,28 @@ import type { MiddlewareHandler } from 'hono'
  */
 export function requestLog(log: Logger): MiddlewareHandler {
   const http = log.child({ component: 'http' })
-  return async function logRequest(c, next) {
+  return async function requestLine(c, next) {
     if (!http.isLevelEnabled('info')) return next()
     const started = performance.now()
     await next()
-    http.info(
-      {
-        req_id: c.get('requestId'),
-        method: c.req.method,
-        path: c.req.path,
-        status: c.res.status,
-        ms: Math.round((performance.now() - started) * 10) / 10,
-      },
-      'request',
-    )
+    logRequest(http, c.get('requestId'), c.req.method, c.req.path, c.res.status, started)
   }
 }
+
+/** The line itself, for the server's direct ingest path too (api/src/direct-ingest.ts). */
+export function logRequest(
+  http: Logger,
+  reqId: string,
+  method: string,
+  path: string,
+  status: number,
+  started: number,
+): void {
+  http.info(
+    { req_id: reqId, method, path, status, ms: Math.round((performance.now() - started) * 10) / 10 },
+    'request',
+  )
+}
+
+/** An X-Request-Id is kept when it is 1-128 word characters, '-' or '='; else one is made. */
+export const REQUEST_ID_MAX = 128
