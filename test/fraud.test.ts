@@ -1,10 +1,11 @@
-import { makeKeys, makeRedis, makeStripe, type Stripe } from '@referral/core'
+import { queryRows } from '@referral/clickhouse'
+import { makeKeys, makeRedis } from '@referral/core'
 import { reconcile } from '@referral/workers'
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { codeFor, type Http, http, statsFor, tokenFor } from './support/client.ts'
 import { startTestRedis, tempDir } from './support/env.ts'
-import { type FakeStripe, startFakeStripe } from './support/fake-stripe.ts'
+import { enablePartner, type StripeHarness, startStripeHarness } from './support/fake-stripe.ts'
 import { count, drained, startTestService } from './support/service.ts'
 
 const WEBHOOK_SECRET = 'whsec_test_fraud_0123'
@@ -23,23 +24,21 @@ describe('fraud review', () => {
   const dir = tempDir()
   let redisServer: Awaited<ReturnType<typeof startTestRedis>>
   let svc: Awaited<ReturnType<typeof startTestService>>
-  let fake: FakeStripe
+  let stripe: StripeHarness
   let api: Http
   let redis: Redis
-  let stripe: Stripe
   let admin: Record<string, string>
   const keys = makeKeys('ra')
   const asUser = async (user: string) => ({ authorization: `Bearer ${await tokenFor(user)}` })
-  const ledger = (user: string) =>
-    svc.ch.client
-      .query({
-        query: `SELECT kind, account, amount_cents FROM ledger WHERE user_id = {u:String}
-                AND kind != 'signup_bonus' ORDER BY ts, entry_id`,
-        query_params: { u: user },
-        format: 'JSONEachRow',
-      })
-      .then((r) => r.json<{ kind: string; account: string; amount_cents: string }>())
-      .then((rows) => rows.map((r) => [r.kind, r.account, Number(r.amount_cents)]))
+  const ledger = async (user: string) =>
+    (
+      await queryRows<{ kind: string; account: string; amount_cents: string }>(
+        svc.ch,
+        `SELECT kind, account, amount_cents FROM ledger WHERE user_id = {u:String}
+         AND kind != 'signup_bonus' ORDER BY ts, entry_id`,
+        { u: user },
+      )
+    ).map((r) => [r.kind, r.account, Number(r.amount_cents)])
   const holds = async () =>
     ((await (await api.get('/v1/admin/holds', admin)).json()) as { holds: Hold[] }).holds
   const send = async (events: unknown[]) => {
@@ -57,27 +56,20 @@ describe('fraud review', () => {
   }
 
   beforeAll(async () => {
-    fake = await startFakeStripe()
+    stripe = await startStripeHarness(WEBHOOK_SECRET)
     redisServer = await startTestRedis(`${dir.path}/redis`)
     svc = await startTestService(`${dir.path}/data`, redisServer.url, {
-      STRIPE_SECRET_KEY: 'sk_test_fake',
-      STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
-      STRIPE_API_URL: fake.url,
+      ...stripe.env,
     })
     api = http(svc.url)
     redis = makeRedis(redisServer.url, 'command')
     admin = { authorization: `Bearer ${await tokenFor('growth', { role: 'admin' })}` }
-    const s = makeStripe({
-      stripe: { secretKey: 'sk_test_fake', webhookSecret: WEBHOOK_SECRET, apiUrl: fake.url },
-    })
-    if (s === null) throw new Error('no stripe client')
-    stripe = s
   })
   afterAll(async () => {
     redis?.disconnect()
     await svc?.service.stop()
     await redisServer?.stop()
-    await fake?.close()
+    await stripe?.close()
     dir.remove()
   })
 
@@ -154,22 +146,7 @@ describe('fraud review', () => {
 
   it('keeps a held Partner commission out of payouts, and rejecting it writes it off', async () => {
     const code = await codeFor(api, 'pia')
-    const deliver = (type: string, object: Record<string, unknown>) => {
-      const payload = JSON.stringify({
-        id: `evt_${type}_${Date.now()}`,
-        object: 'event',
-        type,
-        data: { object },
-      })
-      const header = stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET })
-      return api.post('/v1/webhooks/stripe', payload, { 'stripe-signature': header, authorization: '' })
-    }
-    expect((await api.post('/v1/me/partner', {}, await asUser('pia'))).status).toBe(200)
-    const [acct] = [...fake.accounts.keys()]
-    expect(
-      (await deliver('account.updated', { id: acct, payouts_enabled: true, metadata: { user_id: 'pia' } }))
-        .status,
-    ).toBe(200)
+    await enablePartner(api, stripe, 'pia')
     await send([
       { type: 'signup', id: 'pia-s', user_id: 'pia', visitor_id: 'pia-browser' },
       // the same browser signs up a second account through the link: held

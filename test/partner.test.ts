@@ -1,11 +1,11 @@
-import { type JobPayloads, makeKeys, makeRedis, makeStripe, QUEUE_NAMES, type Stripe } from '@referral/core'
+import { type JobPayloads, makeKeys, makeRedis, QUEUE_NAMES } from '@referral/core'
 import { readPayout, requestPayout, runAutoPayouts, sendPayout } from '@referral/workers'
 import { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BROWSER_UA, codeFor, eventually, type Http, http, statsFor, tokenFor } from './support/client.ts'
 import { startTestRedis, tempDir } from './support/env.ts'
-import { type FakeStripe, startFakeStripe } from './support/fake-stripe.ts'
+import { enablePartner, type StripeHarness, startStripeHarness } from './support/fake-stripe.ts'
 import { count, drained, startTestService } from './support/service.ts'
 
 const WEBHOOK_SECRET = 'whsec_test_0123456789'
@@ -15,30 +15,15 @@ describe('partner track, Stripe webhooks and payouts', () => {
   const dir = tempDir()
   let redisServer: Awaited<ReturnType<typeof startTestRedis>>
   let svc: Awaited<ReturnType<typeof startTestService>>
-  let fake: FakeStripe
+  let stripe: StripeHarness
   let api: Http
   let redis: Redis
-  let stripe: Stripe
   const keys = makeKeys('ra')
-  let seq = 0
 
   const asUser = async (user: string) => ({ authorization: `Bearer ${await tokenFor(user)}` })
-  const webhook = (type: string, object: Record<string, unknown>, id = `evt_${++seq}`) => {
-    const payload = JSON.stringify({
-      id,
-      object: 'event',
-      type,
-      created: Math.floor(Date.now() / 1000) + seq,
-      data: { object },
-    })
-    return {
-      id,
-      payload,
-      header: stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET }),
-    }
-  }
-  const deliver = (w: { payload: string; header: string }) =>
-    api.post('/v1/webhooks/stripe', w.payload, { 'stripe-signature': w.header, authorization: '' })
+  const webhook = (type: string, object: Record<string, unknown>, id?: string) =>
+    stripe.event(type, object, id)
+  const deliver = (w: { payload: string; header: string }) => stripe.deliver(api, w)
   const cashLedger = (user: string) =>
     count(
       svc.ch,
@@ -47,27 +32,17 @@ describe('partner track, Stripe webhooks and payouts', () => {
     )
 
   beforeAll(async () => {
-    fake = await startFakeStripe()
+    stripe = await startStripeHarness(WEBHOOK_SECRET)
     redisServer = await startTestRedis(`${dir.path}/redis`)
-    const env = {
-      STRIPE_SECRET_KEY: 'sk_test_fake',
-      STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
-      STRIPE_API_URL: fake.url,
-    }
-    svc = await startTestService(`${dir.path}/data`, redisServer.url, env)
+    svc = await startTestService(`${dir.path}/data`, redisServer.url, stripe.env)
     api = http(svc.url)
     redis = makeRedis(redisServer.url, 'command')
-    const s = makeStripe({
-      stripe: { secretKey: 'sk_test_fake', webhookSecret: WEBHOOK_SECRET, apiUrl: fake.url },
-    })
-    if (s === null) throw new Error('no stripe client')
-    stripe = s
   })
   afterAll(async () => {
     redis?.disconnect()
     await svc?.service.stop()
     await redisServer?.stop()
-    await fake?.close()
+    await stripe?.close()
     dir.remove()
   })
 
@@ -121,7 +96,7 @@ describe('partner track, Stripe webhooks and payouts', () => {
     expect(upBody.track).toBe('partner')
     expect(upBody.onboarding_url).toMatch(/^https:\/\/connect\.stripe\.test\/setup\/acct_/)
     await api.post('/v1/me/partner', {}, await asUser('pat')) // again: the same account
-    expect(fake.accounts.size).toBe(1)
+    expect(stripe.fake.accounts.size).toBe(1)
 
     expect((await deliver(invoice('b', 'pat-friend', 10000))).status).toBe(200) // Partner: 1000 cash
     const refund = webhook('charge.refunded', { id: 'ch_b', payment_intent: 'pi_b', amount_refunded: 5000 })
@@ -137,7 +112,7 @@ describe('partner track, Stripe webhooks and payouts', () => {
     // not payout-ready, then below the minimum
     const notReady = await api.post('/v1/me/payouts', {}, await asUser('pat'))
     expect(notReady.status).toBe(409)
-    const [acct] = [...fake.accounts.keys()]
+    const [acct] = [...stripe.fake.accounts.keys()]
     expect(
       (
         await deliver(
@@ -163,7 +138,7 @@ describe('partner track, Stripe webhooks and payouts', () => {
       }
       expect(list.payouts[0]?.status).toBe('paid')
     })
-    expect(fake.transfers.map((t) => [t.amount, t.destination])).toEqual([[2500, acct]])
+    expect(stripe.fake.transfers.map((t) => [t.amount, t.destination])).toEqual([[2500, acct]])
     expect(await statsFor(api, 'pat')).toMatchObject({
       total_clicks: 1,
       total_referrals: 1,
@@ -196,11 +171,7 @@ describe('partner track, Stripe webhooks and payouts', () => {
         currency: 'usd',
         metadata: { user_id: 'nell-friend' },
       })
-    expect((await api.post('/v1/me/partner', {}, await asUser('nell'))).status).toBe(200)
-    const acct = [...fake.accounts.keys()].at(-1)
-    await deliver(
-      webhook('account.updated', { id: acct, payouts_enabled: true, metadata: { user_id: 'nell' } }),
-    )
+    const acct = await enablePartner(api, stripe, 'nell')
     await api.post('/v1/events', { type: 'signup', id: 'nell-s', user_id: 'nell-friend', ref: code })
     expect((await deliver(invoice('n1', 30_000))).status).toBe(200) // +3000 cash
     await drained(svc.service)
@@ -210,7 +181,9 @@ describe('partner track, Stripe webhooks and payouts', () => {
     expect(await cash()).toBe(3000)
     const first = await api.post('/v1/me/payouts', {}, await asUser('nell'))
     expect(first.status).toBe(201)
-    await eventually(async () => expect(fake.transfers.filter((t) => t.destination === acct)).toHaveLength(1))
+    await eventually(async () =>
+      expect(stripe.fake.transfers.filter((t) => t.destination === acct)).toHaveLength(1),
+    )
 
     // the whole purchase is refunded after its commission was paid out: the cash goes below zero
     const refund = webhook('charge.refunded', {
@@ -234,7 +207,9 @@ describe('partner track, Stripe webhooks and payouts', () => {
     const second = await api.post('/v1/me/payouts', {}, await asUser('nell'))
     expect(second.status).toBe(201)
     expect(((await second.json()) as { amount_cents: number }).amount_cents).toBe(3000)
-    await eventually(async () => expect(fake.transfers.filter((t) => t.destination === acct)).toHaveLength(2))
+    await eventually(async () =>
+      expect(stripe.fake.transfers.filter((t) => t.destination === acct)).toHaveLength(2),
+    )
     await eventually(async () => expect(await cashLedger('nell')).toBe(0))
     expect(await statsFor(api, 'nell')).toMatchObject({ total_earnings_cents: 3000 - 3000 + 4000 + 2000 })
   })
@@ -312,16 +287,16 @@ describe('partner track, Stripe webhooks and payouts', () => {
     await redis.hset(keys.balance('rita'), 'cash', 3000)
     const req = await requestPayout(redis, keys, 'rita', 'acct_rita', Date.now())
     if (!req.ok) throw new Error('payout refused')
-    const before = fake.transfers.length
+    const before = stripe.fake.transfers.length
     // the first run made the transfer, then died
-    await stripe.transfers.create(
+    await stripe.client.transfers.create(
       { amount: 3000, currency: 'usd', destination: 'acct_rita' },
       { idempotencyKey: `payout-${req.payout.id}` },
     )
-    const deps = { redis, keys, ch: svc.ch, stripe }
+    const deps = { redis, keys, ch: svc.ch, stripe: stripe.client }
     expect(await sendPayout(deps, req.payout.id)).toBe('paid')
     expect(await sendPayout(deps, req.payout.id)).toBe('paid')
-    expect(fake.transfers.length - before).toBe(1)
+    expect(stripe.fake.transfers.length - before).toBe(1)
     expect((await readPayout(redis, keys, req.payout.id))?.status).toBe('paid')
     expect(await cashLedger('rita')).toBe(-3000) // the debit; the 3000 came from outside the program here
   })
@@ -331,8 +306,8 @@ describe('partner track, Stripe webhooks and payouts', () => {
     await redis.hset(keys.balance('sam'), 'cash', 2600)
     const req = await requestPayout(redis, keys, 'sam', 'acct_sam', Date.now())
     if (!req.ok) throw new Error('payout refused')
-    fake.failTransfers(1, 'invalid')
-    expect(await sendPayout({ redis, keys, ch: svc.ch, stripe }, req.payout.id)).toBe('failed')
+    stripe.fake.failTransfers(1, 'invalid')
+    expect(await sendPayout({ redis, keys, ch: svc.ch, stripe: stripe.client }, req.payout.id)).toBe('failed')
     expect(await redis.hget(keys.balance('sam'), 'cash')).toBe('2600')
     expect(await cashLedger('sam')).toBe(0) // -2600 payout, +2600 payout_failure
   })
@@ -364,7 +339,7 @@ describe('partner track, Stripe webhooks and payouts', () => {
       await payouts.close()
     }
     await eventually(async () =>
-      expect(fake.transfers.some((t) => t.destination === 'acct_auto-a')).toBe(true),
+      expect(stripe.fake.transfers.some((t) => t.destination === 'acct_auto-a')).toBe(true),
     )
   })
 })

@@ -1,12 +1,12 @@
 import { join } from 'node:path'
-import { makeKeys, makeRedis, makeStripe, QUEUE_NAMES, type Stripe, whenReady } from '@referral/core'
+import { makeKeys, makeRedis, QUEUE_NAMES, whenReady } from '@referral/core'
 import { type RedisServer, startRedisServer } from '@referral/server'
 import { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BROWSER_UA, codeFor, eventually, type Http, http, statsFor, tokenFor } from './support/client.ts'
 import { tempDir } from './support/env.ts'
-import { type FakeStripe, startFakeStripe } from './support/fake-stripe.ts'
+import { enablePartner, type StripeHarness, startStripeHarness } from './support/fake-stripe.ts'
 import { count, drained, startTestService } from './support/service.ts'
 
 const WEBHOOK_SECRET = 'whsec_test_cluster_0123'
@@ -41,47 +41,29 @@ describe('the service on a cluster-mode Redis (one slot per multi-key call)', ()
   const dir = tempDir()
   let redisServer: RedisServer
   let svc: Awaited<ReturnType<typeof startTestService>>
-  let fake: FakeStripe
+  let stripe: StripeHarness
   let api: Http
   let redis: Redis
-  let stripe: Stripe
-  let seq = 0
 
   const asUser = async (user: string) => ({ authorization: `Bearer ${await tokenFor(user)}` })
-  const deliver = (type: string, object: Record<string, unknown>) => {
-    const payload = JSON.stringify({
-      id: `evt_${++seq}`,
-      object: 'event',
-      type,
-      created: Math.floor(Date.now() / 1000) + seq,
-      data: { object },
-    })
-    const header = stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET })
-    return api.post('/v1/webhooks/stripe', payload, { 'stripe-signature': header, authorization: '' })
-  }
+  const deliver = (type: string, object: Record<string, unknown>) =>
+    stripe.deliver(api, stripe.event(type, object))
 
   beforeAll(async () => {
-    fake = await startFakeStripe()
+    stripe = await startStripeHarness(WEBHOOK_SECRET)
     redisServer = await startClusterModeRedis(`${dir.path}/redis`)
     svc = await startTestService(`${dir.path}/data`, redisServer.url, {
-      STRIPE_SECRET_KEY: 'sk_test_fake',
-      STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
-      STRIPE_API_URL: fake.url,
+      ...stripe.env,
       CLICK_RATE_LIMIT_PER_MINUTE: '3',
     })
     api = http(svc.url)
     redis = await whenReady(makeRedis(redisServer.url, 'command'))
-    const s = makeStripe({
-      stripe: { secretKey: 'sk_test_fake', webhookSecret: WEBHOOK_SECRET, apiUrl: fake.url },
-    })
-    if (s === null) throw new Error('no stripe client')
-    stripe = s
   })
   afterAll(async () => {
     redis?.disconnect()
     await svc?.service.stop()
     await redisServer?.stop()
-    await fake?.close()
+    await stripe?.close()
     dir.remove()
   })
 
@@ -138,12 +120,7 @@ describe('the service on a cluster-mode Redis (one slot per multi-key call)', ()
     const spent = await api.post('/v1/users/kim-friend/wallet/spend', { id: 'kim-order', amount_cents: 100 })
     expect(spent.status).toBe(200)
 
-    expect((await api.post('/v1/me/partner', {}, await asUser('kim'))).status).toBe(200)
-    const [acct] = [...fake.accounts.keys()]
-    expect(
-      (await deliver('account.updated', { id: acct, payouts_enabled: true, metadata: { user_id: 'kim' } }))
-        .status,
-    ).toBe(200)
+    await enablePartner(api, stripe, 'kim')
     const invoice = { id: 'in_k', payment_intent: 'pi_k', amount_paid: 30000, currency: 'usd' }
     expect((await deliver('invoice.paid', { ...invoice, metadata: { user_id: 'kim-friend' } })).status).toBe(
       200,
@@ -164,7 +141,7 @@ describe('the service on a cluster-mode Redis (one slot per multi-key call)', ()
       }
       expect(list.payouts[0]?.status).toBe('paid')
     })
-    expect(fake.transfers.map((t) => t.amount)).toEqual([2900])
+    expect(stripe.fake.transfers.map((t) => t.amount)).toEqual([2900])
 
     const wallet = async () =>
       ((await (await api.get('/v1/users/kim-friend/wallet')).json()) as { balance_cents: number })

@@ -1,12 +1,12 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { makeKeys, makeRedis, makeStripe, type Stripe, type WebhookEvent } from '@referral/core'
+import { makeKeys, makeRedis, type WebhookEvent } from '@referral/core'
 import { makeWebhooks, SIGNATURE_HEADER, verifySignature, webhookEvent } from '@referral/workers'
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { codeFor, eventually, type Http, http, tokenFor } from './support/client.ts'
 import { startTestRedis, tempDir } from './support/env.ts'
-import { type FakeStripe, startFakeStripe } from './support/fake-stripe.ts'
+import { enablePartner, type StripeHarness, startStripeHarness } from './support/fake-stripe.ts'
 import { drained, startTestService } from './support/service.ts'
 
 const SECRET = 'whsec_outgoing_0123456789'
@@ -57,8 +57,7 @@ describe('outgoing webhooks', () => {
   let redisServer: Awaited<ReturnType<typeof startTestRedis>>
   let svc: Awaited<ReturnType<typeof startTestService>>
   let receiver: Awaited<ReturnType<typeof startReceiver>>
-  let fake: FakeStripe
-  let stripe: Stripe
+  let stripe: StripeHarness
   let api: Http
   let redis: Redis
   const keys = makeKeys('ra')
@@ -66,31 +65,24 @@ describe('outgoing webhooks', () => {
 
   beforeAll(async () => {
     receiver = await startReceiver(3)
-    fake = await startFakeStripe()
+    stripe = await startStripeHarness(STRIPE_SECRET)
     redisServer = await startTestRedis(`${dir.path}/redis`)
     svc = await startTestService(`${dir.path}/data`, redisServer.url, {
       WEBHOOK_URL: receiver.url,
       WEBHOOK_SECRET: SECRET,
       WEBHOOK_RETRY_BASE_MS: '100',
-      STRIPE_SECRET_KEY: 'sk_test_fake',
-      STRIPE_WEBHOOK_SECRET: STRIPE_SECRET,
-      STRIPE_API_URL: fake.url,
+      ...stripe.env,
     })
     api = http(svc.url)
     redis = makeRedis(redisServer.url, 'command')
     admin = { authorization: `Bearer ${await tokenFor('growth', { role: 'admin' })}` }
-    const s = makeStripe({
-      stripe: { secretKey: 'sk_test_fake', webhookSecret: STRIPE_SECRET, apiUrl: fake.url },
-    })
-    if (s === null) throw new Error('no stripe client')
-    stripe = s
   })
   afterAll(async () => {
     redis?.disconnect()
     await svc?.service.stop()
     await redisServer?.stop()
     await receiver?.close()
-    await fake?.close()
+    await stripe?.close()
     dir.remove()
   })
 
@@ -206,24 +198,7 @@ describe('outgoing webhooks', () => {
 
   it('tells the marketplace when a payout is paid', async () => {
     const code = await codeFor(api, 'wes')
-    const deliver = (type: string, object: Record<string, unknown>) => {
-      const payload = JSON.stringify({
-        id: `evt_${type}_${Date.now()}`,
-        object: 'event',
-        type,
-        data: { object },
-      })
-      const header = stripe.webhooks.generateTestHeaderString({ payload, secret: STRIPE_SECRET })
-      return api.post('/v1/webhooks/stripe', payload, { 'stripe-signature': header, authorization: '' })
-    }
-    expect(
-      (await api.post('/v1/me/partner', {}, { authorization: `Bearer ${await tokenFor('wes')}` })).status,
-    ).toBe(200)
-    const [acct] = [...fake.accounts.keys()]
-    expect(
-      (await deliver('account.updated', { id: acct, payouts_enabled: true, metadata: { user_id: 'wes' } }))
-        .status,
-    ).toBe(200)
+    await enablePartner(api, stripe, 'wes')
     await api.post('/v1/events', {
       events: [
         { type: 'signup', id: 'wes-s1', user_id: 'wes-friend', ref: code },

@@ -1,4 +1,6 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http'
+import { makeStripe, type Stripe } from '@referral/core'
+import { type Http, tokenFor } from './client.ts'
 
 /**
  * A stateful stand-in for the parts of Stripe's API the service calls, on loopback. It keeps
@@ -133,4 +135,70 @@ export async function startFakeStripe(): Promise<FakeStripe> {
 
 function notFound(what: string) {
   return { status: 404, body: { error: { type: 'invalid_request_error', message: `No such ${what}` } } }
+}
+
+/** The fake Stripe, the service's settings that point at it, and signed webhook deliveries. */
+export interface StripeHarness {
+  fake: FakeStripe
+  /** the official SDK pointed at the fake, as the service makes it */
+  client: Stripe
+  /** STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET and STRIPE_API_URL for the service */
+  env: Record<string, string>
+  /** a Stripe event signed as Stripe signs it; ids count up and `created` increases */
+  event(
+    type: string,
+    object: Record<string, unknown>,
+    id?: string,
+  ): { id: string; payload: string; header: string }
+  /** POST /v1/webhooks/stripe with an event */
+  deliver(api: Http, e: { payload: string; header: string }): Promise<Response>
+  close(): Promise<void>
+}
+
+export async function startStripeHarness(webhookSecret: string): Promise<StripeHarness> {
+  const fake = await startFakeStripe()
+  const env = {
+    STRIPE_SECRET_KEY: 'sk_test_fake',
+    STRIPE_WEBHOOK_SECRET: webhookSecret,
+    STRIPE_API_URL: fake.url,
+  }
+  const stripe = makeStripe({ stripe: { secretKey: env.STRIPE_SECRET_KEY, webhookSecret, apiUrl: fake.url } })
+  if (stripe === null) throw new Error('no stripe client')
+  let seq = 0
+  return {
+    fake,
+    client: stripe,
+    env,
+    event(type, object, id = `evt_${++seq}`) {
+      const payload = JSON.stringify({
+        id,
+        object: 'event',
+        type,
+        created: Math.floor(Date.now() / 1000) + ++seq,
+        data: { object },
+      })
+      return {
+        id,
+        payload,
+        header: stripe.webhooks.generateTestHeaderString({ payload, secret: webhookSecret }),
+      }
+    },
+    deliver: (api, e) =>
+      api.post('/v1/webhooks/stripe', e.payload, { 'stripe-signature': e.header, authorization: '' }),
+    close: () => fake.close(),
+  }
+}
+
+/** Makes `user` a Partner whose Stripe account takes payouts; returns the account's id. */
+export async function enablePartner(api: Http, stripe: StripeHarness, user: string): Promise<string> {
+  const res = await api.post('/v1/me/partner', {}, { authorization: `Bearer ${await tokenFor(user)}` })
+  if (res.status !== 200) throw new Error(`POST /v1/me/partner for ${user}: ${res.status}`)
+  const acct = [...stripe.fake.accounts.values()].find((a) => a.metadata.user_id === user)
+  if (acct === undefined) throw new Error(`no Stripe account for ${user}`)
+  const updated = await stripe.deliver(
+    api,
+    stripe.event('account.updated', { id: acct.id, payouts_enabled: true, metadata: { user_id: user } }),
+  )
+  if (updated.status !== 200) throw new Error(`account.updated for ${user}: ${updated.status}`)
+  return acct.id
 }
