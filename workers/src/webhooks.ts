@@ -30,6 +30,8 @@ import type { StoredResolution } from './apply.ts'
 
 export const SIGNATURE_HEADER = 'x-referral-signature'
 const TIMEOUT_MS = 10_000
+/** how often a delivery waiting for its turn looks again, should the hand-over be missed */
+const TURN_RECHECK_MS = 5_000
 /** how long the delivery log keeps an entry */
 const LOG_TTL_SECONDS = 30 * 86_400
 const LOG_MAX = 10_000
@@ -306,7 +308,11 @@ export function startWebhookWorker(deps: {
     prefix: keys.bullPrefix(),
   })
 
-  /** Waits (as a delayed job) while an earlier event for the same user is still to be delivered. */
+  /**
+   * Waits (as a delayed job) while an earlier event for the same user is still to be
+   * delivered. The earlier one hands the turn on when it is done (`passTurn`); the wait's own
+   * recheck, every few seconds, only covers a hand-over missed (a crash, a race).
+   */
   const waitForTurn = async (job: Job<JobPayloads['webhooks']>, token: string | undefined) => {
     const { endpoint, event } = job.data
     const orderKey = keys.webhookOrder(endpoint, event.subject)
@@ -318,9 +324,20 @@ export function startWebhookWorker(deps: {
         await redis.zrem(orderKey, head) // delivered, given up or gone: no longer in the way
         continue
       }
-      await job.moveToDelayed(Date.now() + 1000, token)
+      await job.moveToDelayed(Date.now() + TURN_RECHECK_MS, token)
       throw new DelayedError()
     }
+  }
+
+  /** This delivery is done (delivered or given up): the next one for the user goes now. */
+  const passTurn = async (endpoint: number, subject: string, eventId: string) => {
+    const orderKey = keys.webhookOrder(endpoint, subject)
+    await redis.zrem(orderKey, eventId)
+    const [next] = await redis.zrange(orderKey, 0, 0)
+    if (next === undefined) return
+    const waiting = await queue.getJob(deliveryId(endpoint, next))
+    // it may have just started or been promoted elsewhere: then it no longer waits
+    if (waiting !== undefined && (await waiting.isDelayed())) await waiting.promote().catch(() => undefined)
   }
 
   const record = async (
@@ -393,7 +410,7 @@ export function startWebhookWorker(deps: {
           last_error: '',
           delivered_at: Date.now(),
         })
-        if (job.data.replay !== true) await redis.zrem(keys.webhookOrder(endpoint, event.subject), event.id)
+        if (job.data.replay !== true) await passTurn(endpoint, event.subject, event.id)
         stats.delivered++
         return
       }
@@ -404,8 +421,7 @@ export function startWebhookWorker(deps: {
         last_status: status ?? '',
         last_error: error,
       })
-      if (final && job.data.replay !== true)
-        await redis.zrem(keys.webhookOrder(endpoint, event.subject), event.id)
+      if (final && job.data.replay !== true) await passTurn(endpoint, event.subject, event.id)
       throw new Error(`webhook ${event.type} to ${url}: ${error}`)
     },
     {
