@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto'
 import { type CompactEventRow, compactRow, type EventRow, type LedgerRow } from '@referral/clickhouse'
 import { COUNTER_FIELDS, type Keys, newId, type QueuedEvent, type Track } from '@referral/core'
 import type { Redis } from 'ioredis'
-import { type Resolution, type ResolveOptions, resolveBatch } from './resolve.ts'
+import type { Resolution, ResolveOptions } from './resolution.ts'
+import { resolveBatch } from './resolve.ts'
 import {
   type CreditExpiry,
   emptySnapshot,

@@ -1,5 +1,6 @@
 import type { QueuedEvent } from '@referral/core'
-import { type ResolveOptions, resolveBatch } from '../src/resolve.ts'
+import type { ResolveOptions } from '../src/resolution.ts'
+import { resolveBatch } from '../src/resolve.ts'
 import { emptySnapshot, type StateSnapshot } from '../src/state.ts'
 
 export const DAY = 86_400_000
