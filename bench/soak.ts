@@ -1,25 +1,23 @@
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { openClickHouse, queryRows } from '@referral/clickhouse'
 import { makeKeys, makeRedis, parseConfig, QUEUE_NAMES } from '@referral/core'
-import { type RedisServer, startRedisServer } from '@referral/server'
 import { reconcile } from '@referral/workers'
 import { Queue } from 'bullmq'
 import { SignJWT } from 'jose'
-import {
-  type Child,
-  childrenReport,
-  freePort,
-  installCleanup,
-  shutdownAll,
-  sleep,
-  startChild,
-  stopChild,
-  trackPid,
-  trackTmpDir,
-} from './proc.ts'
+import { childrenReport, installCleanup, shutdownAll, sleep, startChild } from './proc.ts'
 import { fmt, machine } from './report.ts'
+import {
+  type Cluster,
+  INGEST_KEY,
+  JWT_SECRET,
+  killRedis,
+  restartRedis,
+  startApi,
+  startCluster,
+  startWorkers,
+  stopAll,
+} from './soak-cluster.ts'
 
 /**
  * `npm run soak [-- --quick]`: the reliability soak of issue 7, against real processes on
@@ -51,91 +49,11 @@ const BATCH = 200
 const CLIENTS = 4
 const REFERRERS = 40
 const ROOT = join(import.meta.dirname, '..')
-const INGEST_KEY = 'soak-ingest-key-0123456789abcdef'
-const JWT_SECRET = 'soak-jwt-secret-0123456789abcdef0123456789abcdef'
 const BROWSER_UA =
   'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36'
 
 const log = (msg: string) => process.stderr.write(`[soak ${new Date().toISOString().slice(11, 19)}] ${msg}\n`)
 const rand = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1))
-
-interface Cluster {
-  name: string
-  dataDir: string
-  redis: RedisServer
-  redisDir: string
-  apiPort: number
-  api: Child
-  workers: Child
-  url: string
-}
-
-function envFor(c: { dataDir: string; redisUrl: string; apiPort: number }): NodeJS.ProcessEnv {
-  return {
-    PATH: process.env.PATH ?? '',
-    HOME: process.env.HOME ?? '',
-    DATA_DIR: c.dataDir,
-    REDIS_URL: c.redisUrl,
-    PORT: String(c.apiPort),
-    HOST: '127.0.0.1',
-    INGEST_API_KEY: INGEST_KEY,
-    AUTH_JWT_SECRET: JWT_SECRET,
-    LOG_LEVEL: 'info',
-    MAX_QUEUED_JOBS: '0',
-  }
-}
-
-async function startApi(c: Omit<Cluster, 'api'> | Cluster): Promise<Child> {
-  const env = envFor({ dataDir: join(c.dataDir, 'api'), redisUrl: c.redis.url, apiPort: c.apiPort })
-  const child = startChild(
-    `${c.name}-api`,
-    process.execPath,
-    ['--import', 'tsx', 'server/src/main.ts', '--role=api'],
-    {
-      env: { ...env, MIGRATE_ON_START: 'false' },
-      cwd: ROOT,
-    },
-  )
-  await child.waitForLine((l) => l.includes('Referral analytics is running'), 60_000)
-  return child
-}
-
-async function startWorkers(c: Omit<Cluster, 'workers' | 'api'> | Cluster): Promise<Child> {
-  const env = envFor({ dataDir: c.dataDir, redisUrl: c.redis.url, apiPort: 0 })
-  const child = startChild(
-    `${c.name}-workers`,
-    process.execPath,
-    ['--import', 'tsx', 'server/src/main.ts', '--role=workers'],
-    { env, cwd: ROOT },
-  )
-  await child.waitForLine((l) => l.includes('workers running'), 90_000)
-  return child
-}
-
-async function startCluster(name: string, appendfsync: 'always' | 'everysec'): Promise<Cluster> {
-  const dataDir = mkdtempSync(join(tmpdir(), `ra-soak-${name}-`))
-  trackTmpDir(dataDir)
-  const redisDir = join(dataDir, 'redis-ext')
-  mkdirSync(redisDir, { recursive: true })
-  const redis = await startRedisServer({ dir: redisDir, bin: 'redis-server', appendfsync })
-  trackPid(redis.pid)
-  const base = { name, dataDir, redis, redisDir, apiPort: await freePort(), url: '' }
-  const workers = await startWorkers(base)
-  const api = await startApi({ ...base, workers })
-  return { ...base, workers, api, url: `http://127.0.0.1:${base.apiPort}` }
-}
-
-async function restartRedis(c: Cluster, appendfsync: 'always' | 'everysec'): Promise<void> {
-  c.redis = await startRedisServer({ dir: c.redisDir, bin: 'redis-server', appendfsync, port: c.redis.port })
-  trackPid(c.redis.pid)
-}
-
-function killRedis(c: Cluster): Promise<void> {
-  return new Promise((r) => {
-    c.redis.child.once('exit', () => r())
-    c.redis.child.kill('SIGKILL')
-  })
-}
 
 /** Referrers with codes, made through the API as a dashboard would. */
 async function makeCodes(url: string): Promise<Array<{ user: string; code: string }>> {
@@ -363,11 +281,6 @@ async function runCheck(file: string): Promise<void> {
     redis.disconnect()
     await ch.close()
   }
-}
-
-async function stopAll(c: Cluster) {
-  await stopChild(c.api, 'SIGTERM', 20_000)
-  await stopChild(c.workers, 'SIGTERM', 30_000)
 }
 
 const newSent = (): Sent => ({ ids: new Set(), acked: new Set(), attempts: 0, refused: 0, later: [] })
