@@ -25,6 +25,9 @@ const N = quick ? 1_000_000 : 10_000_000
 // 40 runs: with 20, the nearest-rank p95 is the 19th of 20, one slow run away from the max
 const RUNS = quick ? 10 : 40
 const DAY = 86_400_000
+// the buyer's signup (number + 90) was counted, so the purchase can be a first purchase
+// (the worker marks one only for a referred buyer) and carries the signup
+const BUYER_SIGNED_UP = "type = 'purchase' AND (number + 90) % 7 != 0 AND number + 90 < {n:UInt64}"
 const dir = mkdtempSync(join(tmpdir(), 'ra-bench-q-'))
 
 async function main(): Promise<void> {
@@ -38,9 +41,12 @@ async function main(): Promise<void> {
   // 90 days of history for 1000 referrers: 80% clicks, 10% signups, 8% purchases, 2% refunds.
   // A signup's visitor clicked 3-11 minutes before (a click of the next block of 100 numbers,
   // which is earlier in time); a purchase is by the user of a signup ~12 minutes earlier.
+  // A first purchase carries its buyer's counted signup (visitor and time), as the worker
+  // writes it (0009).
   await ch.client.command({
     query: `INSERT INTO events (id, type, ts, received_at, referrer_id, code, user_id, visitor_id, counted, first_purchase,
-              amount_cents, commission_cents, track, currency, utm_source, user_agent, country, is_bot)
+              amount_cents, commission_cents, track, currency, utm_source, user_agent, country, is_bot,
+              signup_visitor_id, signed_up_at)
       SELECT 'q' || toString(number) AS id,
              multiIf(number % 100 < 80, 'click', number % 100 < 90, 'signup', number % 100 < 98, 'purchase', 'refund') AS type,
              fromUnixTimestamp64Milli(toInt64({now:Int64} - (number * 7919) % ${90 * DAY})) AS ts, ts AS received_at,
@@ -49,13 +55,15 @@ async function main(): Promise<void> {
                      'u' || toString(intDiv(number, 10))) AS user_id,
              'v' || toString(intDiv(if(type = 'signup', number + 20 + (number % 100 - 80) * 7, number), 5)) AS visitor_id,
              if(number % 7 = 0, 0, 1) AS counted,
-             if(type = 'purchase' AND number % 3 = 0, 1, 0) AS first_purchase,
+             if(${BUYER_SIGNED_UP} AND number % 3 = 0, 1, 0) AS first_purchase,
              if(type IN ('purchase', 'refund'), 1000 + number % 9000, 0) AS amount_cents,
              if(type = 'purchase' AND referrer_id != '', intDiv(amount_cents * 5 + 50, 100), 0) AS commission_cents,
              if(type = 'purchase', 'basic', '') AS track, if(type = 'purchase', 'usd', '') AS currency,
              ['twitter', 'newsletter', 'linkedin', '', 'google'][number % 5 + 1] AS utm_source,
              ['Mozilla/5.0 (iPhone) Safari/604.1', 'Mozilla/5.0 (Windows) Chrome/120.0 Safari/537.36', 'Mozilla/5.0 (X11) Firefox/120.0'][number % 3 + 1] AS user_agent,
-             ['US', 'FR', 'DE', 'IN', ''][number % 5 + 1] AS country, 0 AS is_bot
+             ['US', 'FR', 'DE', 'IN', ''][number % 5 + 1] AS country, 0 AS is_bot,
+             if(first_purchase = 1, 'v' || toString(intDiv(number + 90 + 20 + ((number + 90) % 100 - 80) * 7, 5)), '') AS signup_visitor_id,
+             fromUnixTimestamp64Milli(if(first_purchase = 1, toInt64({now:Int64} - ((number + 90) * 7919) % ${90 * DAY}), 0)) AS signed_up_at
       FROM numbers({n:UInt64})`,
     query_params: { n: N, now },
   })

@@ -3,6 +3,8 @@ import {
   type BreakdownBy,
   breakdown,
   breakdownFromEvents,
+  FLAG_FILTERS,
+  type Funnel,
   funnel,
   funnelFromEvents,
 } from '@referral/api'
@@ -69,7 +71,16 @@ function generate(codes: string[], now: number, seed: number): Array<Record<stri
       const user = `user-${seed}-${v}`
       // mostly after the last click, sometimes between clicks or a little before the first
       const signup = r() < 0.8 ? last + r() * 2 * DAY : first - r() * 3_600_000
-      events.push({ type: 'signup', id: `s-${user}`, user_id: user, visitor_id: visitor, ts: at(signup) })
+      // some from a throwaway inbox: flagged (disposable_email), and so are their purchases
+      const email = r() < 0.2 ? { email: `${user}@mailinator.com` } : {}
+      events.push({
+        type: 'signup',
+        id: `s-${user}`,
+        user_id: user,
+        visitor_id: visitor,
+        ts: at(signup),
+        ...email,
+      })
       if (r() < 0.6) {
         const buys = 1 + Math.floor(r() * 2)
         for (let b = 0; b < buys; b++) {
@@ -111,8 +122,12 @@ function generate(codes: string[], now: number, seed: number): Array<Record<stri
     .sort((a, b) => String(a.ts).localeCompare(String(b.ts)))
 }
 
-/** The funnel and breakdowns read funnel_steps; on generated data they equal the raw-events computation. */
-describe('funnel_steps (migration 0005)', () => {
+/**
+ * The funnel and breakdowns read funnel_steps; on generated data they equal the raw-events
+ * computation, whether the purchase steps carry the buyer's signup (0009) or were stored
+ * before it and are joined at read, or a mix of both.
+ */
+describe('funnel_steps (migrations 0005, 0008, 0009)', () => {
   const dir = tempDir()
   let redis: Awaited<ReturnType<typeof startTestRedis>>
   let svc: Awaited<ReturnType<typeof startTestService>>
@@ -123,20 +138,40 @@ describe('funnel_steps (migration 0005)', () => {
     { from: now - 10 * DAY + 3_600_000, to: now - 5 * DAY - 123_456 },
   ]
   const windows = [3600, 86_400, 3 * 86_400, 30 * 86_400]
-
-  beforeAll(async () => {
-    redis = await startTestRedis(`${dir.path}/redis`)
-    svc = await startTestService(`${dir.path}/data`, redis.url)
-    const api = http(svc.url)
-    const codes = [await codeFor(api, 'ref-a'), await codeFor(api, 'ref-b'), await codeFor(api, 'ref-c')]
-    const events = [...generate(codes, now, 1), ...generate(codes, now, 2)].sort((a, b) =>
-      String(a.ts).localeCompare(String(b.ts)),
-    )
+  let api: ReturnType<typeof http>
+  let codes: string[]
+  const send = async (events: Array<Record<string, unknown>>) => {
     for (let i = 0; i < events.length; i += 500) {
       const res = await api.post('/v1/events', { events: events.slice(i, i + 500) })
       if (res.status !== 202) throw new Error(`${res.status}: ${await res.text()}`)
     }
     await drained(svc.service)
+  }
+  /** purchase steps that carry their buyer's signup, and those that do not (stored before 0009) */
+  const purchaseSteps = async () => ({
+    carried: await count(svc.ch, 'SELECT count() AS n FROM funnel_steps WHERE step = 3 AND signed_up != 0'),
+    joined: await count(svc.ch, 'SELECT count() AS n FROM funnel_steps WHERE step = 3 AND signed_up = 0'),
+  })
+  /** the funnels with each fraud-flag filter (no raw oracle has the filter: compared across storage) */
+  const flaggedFunnels = async () => {
+    const out: Funnel[] = []
+    for (const range of ranges) {
+      for (const flagged of FLAG_FILTERS) out.push(await funnel(svc.ch, range, 3 * 86_400, flagged))
+    }
+    return out
+  }
+  let flaggedBefore: Funnel[] = []
+
+  beforeAll(async () => {
+    redis = await startTestRedis(`${dir.path}/redis`)
+    svc = await startTestService(`${dir.path}/data`, redis.url)
+    api = http(svc.url)
+    codes = [await codeFor(api, 'ref-a'), await codeFor(api, 'ref-b'), await codeFor(api, 'ref-c')]
+    await send(
+      [...generate(codes, now, 1), ...generate(codes, now, 2)].sort((a, b) =>
+        String(a.ts).localeCompare(String(b.ts)),
+      ),
+    )
   })
   afterAll(async () => {
     await svc?.service.stop()
@@ -171,17 +206,53 @@ describe('funnel_steps (migration 0005)', () => {
     expect(full.time_to_convert.reduce((a, b) => a + Number(b.buyers), 0)).toBeGreaterThan(50)
     // windows and ranges change the answer: the cuts are exercised
     expect(visitors.size).toBeGreaterThan(6)
+    // every purchase step came through the worker, which wrote the buyer's signup into it
+    expect(await purchaseSteps()).toEqual({ carried: expect.any(Number), joined: 0 })
+    expect((await purchaseSteps()).carried).toBeGreaterThan(50)
+    flaggedBefore = await flaggedFunnels()
+    // the flagged buyers are a part of the buyers, not none or all of them
+    const buyers = (f: Funnel | undefined) =>
+      f?.time_to_convert.reduce((a, b) => a + Number(b.buyers), 0) ?? 0
+    const [all, unflagged, flagged] = flaggedBefore
+    expect(buyers(flagged)).toBeGreaterThan(5)
+    expect(buyers(unflagged)).toBeGreaterThan(5)
+    expect(buyers(flagged) + buyers(unflagged)).toBe(buyers(all))
   })
 
-  it('backfills from the events already stored when the migration runs', async () => {
+  it('joins purchase steps stored before 0009 to their signups, with the same answers for every flag filter', async () => {
+    const carried = (await purchaseSteps()).carried
+    // the purchase steps as 0008's view wrote them: no signup carried (and purchases carry no visitor here)
+    await svc.ch.client.command({
+      query: 'ALTER TABLE funnel_steps UPDATE signed_up = 0, signup_flagged = 0, visitor = 0 WHERE step = 3',
+      clickhouse_settings: { mutations_sync: '1' },
+    })
+    expect(await purchaseSteps()).toEqual({ carried: 0, joined: carried })
+    await expectSameReports()
+    expect(await flaggedFunnels()).toEqual(flaggedBefore)
+  })
+
+  it('backfills from the events already stored when the migration runs; those purchases are joined at read', async () => {
     const before = await count(svc.ch, 'SELECT count() AS n FROM funnel_steps')
     expect(before).toBeGreaterThan(1000)
     await svc.ch.client.command({ query: 'DROP TABLE funnel_steps_mv' })
     await svc.ch.client.command({ query: 'DROP TABLE funnel_steps' })
-    const m = loadMigrations().find((x) => x.version === 5)
-    if (m === undefined) throw new Error('no migration 0005')
-    for (const statement of m.statements) await svc.ch.client.command({ query: statement })
+    // the migrations that make funnel_steps, as a store created before them would run them
+    for (const version of [5, 8, 9]) {
+      const m = loadMigrations().find((x) => x.version === version)
+      if (m === undefined) throw new Error(`no migration ${version}`)
+      for (const statement of m.statements) await svc.ch.client.command({ query: statement })
+    }
     expect(await count(svc.ch, 'SELECT count() AS n FROM funnel_steps')).toBe(before)
+    const steps = await purchaseSteps()
+    expect(steps.carried).toBe(0)
+    expect(steps.joined).toBeGreaterThan(50)
+    await expectSameReports()
+
+    // new purchases beside the backfilled ones: both kinds of step in one report
+    await send(generate(codes, now, 3))
+    const mixed = await purchaseSteps()
+    expect(mixed.joined).toBe(steps.joined)
+    expect(mixed.carried).toBeGreaterThan(20)
     await expectSameReports()
   })
 })

@@ -29,6 +29,10 @@ export interface EventRow {
   is_bot: 0 | 1
   /** fraud flags (workers/src/fraud.ts); absent when none */
   flags?: string[]
+  /** on a first purchase, the buyer's signup (0009): its visitor, time and whether it was flagged */
+  signup_visitor_id?: string
+  signed_up_at?: number
+  signup_flagged?: 0 | 1
   /** a decision's admin and stated reason */
   actor?: string
   reason?: string

@@ -340,6 +340,14 @@ export function resolveBatch(
       if (buyer.convertedAt === undefined) {
         setUser(e.user_id, { convertedAt: e.ts })
         row.first_purchase = 1
+        // the funnel's purchase step carries the buyer's signup (0009), so it is not joined at read
+        if (buyer.referredAt !== undefined) {
+          Object.assign(row, {
+            signup_visitor_id: buyer.visitor ?? '',
+            signed_up_at: buyer.referredAt,
+            signup_flagged: buyer.flags === undefined || buyer.flags.length === 0 ? 0 : 1,
+          })
+        }
         bump(referrer, 'conversions', 1)
       }
       bump(referrer, 'earnings_cents', commission)
