@@ -93,6 +93,21 @@ export function steadyRows(shape: SteadyShape, b: Baseline, s: ServiceRun): Row[
       target: '<= 5 ms',
       verdict: verdict(pct(lat, 0.99) <= 5 && st.stats.errors === 0),
     }),
+    // what the stats latency is made of: the same moments, without the handler
+    row(
+      `  GET /healthz at ${shape.statsPerSec / 2}/s, p99 (the service's event loop, no Redis)`,
+      fmt.ms(pct(st.health.samples, 0.99)),
+      {
+        baseline: `p50 ${fmt.ms(pct(st.health.samples, 0.5))}, ${st.health.errors} errors`,
+      },
+    ),
+    row(
+      `  redis-server PING at ${shape.statsPerSec / 2}/s on the bench's own connection, p99`,
+      fmt.ms(pct(st.redisPing.samples, 0.99)),
+      {
+        baseline: `p50 ${fmt.ms(pct(st.redisPing.samples, 0.5))}, ${st.redisPing.errors} errors`,
+      },
+    ),
     row('steady backlog drained after the load', s.steadyDrain.done ? 'yes' : s.steadyDrain.why, {
       verdict: verdict(s.steadyDrain.done),
     }),

@@ -174,6 +174,8 @@ async function service(): Promise<ServiceRun> {
     durationMs: STEADY_MS,
     probeEveryMs: 50,
     statsPerSec: STATS_PER_SEC,
+    healthUrl: `${base}/healthz`,
+    redisPing: pipeline.ping,
   })
   const steadyDrain = await waitForDrain({
     ...watch,

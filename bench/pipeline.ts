@@ -21,6 +21,8 @@ export interface Pipeline {
   counts(): Promise<QueueCounts>
   usedMemory(): Promise<number>
   dbsize(): Promise<number>
+  /** PING on a connection of its own; true when answered PONG */
+  ping(): Promise<boolean>
   /** MEMORY USAGE of one key, bytes (NaN if it does not exist) */
   keyBytes(key: string): Promise<number>
   close(): Promise<void>
@@ -41,6 +43,9 @@ export async function openPipeline(dataDir: string): Promise<Pipeline> {
     process.stderr.write(`bench redis connection: ${e.message}\n`)
   })
   const queue = new Queue('ingest', { connection, prefix: makeKeys('ra').bullPrefix() })
+  // idle but for the pings: how long redis-server takes to answer anyone under the load
+  const pinger = new Redis({ host: '127.0.0.1', port: state.port, maxRetriesPerRequest: 1 })
+  pinger.on('error', () => {})
   return {
     redisPid: state.pid,
     redisPort: state.port,
@@ -56,6 +61,7 @@ export async function openPipeline(dataDir: string): Promise<Pipeline> {
       return Number(info.match(/^used_memory:(\d+)/m)?.[1] ?? Number.NaN)
     },
     dbsize: () => connection.dbsize(),
+    ping: async () => (await pinger.ping()) === 'PONG',
     keyBytes: async (key) => {
       const n = await connection.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')
       return typeof n === 'number' ? n : Number.NaN
@@ -63,6 +69,7 @@ export async function openPipeline(dataDir: string): Promise<Pipeline> {
     close: async () => {
       await queue.close()
       connection.disconnect()
+      pinger.disconnect()
     },
   }
 }

@@ -133,6 +133,9 @@ export interface SteadyOptions {
   durationMs: number
   probeEveryMs: number
   statsPerSec: number
+  /** beside the stats requests, each at half their rate, to tell apart what their latency is made of */
+  healthUrl: string
+  redisPing: () => Promise<boolean>
 }
 
 export interface SteadyRun {
@@ -142,6 +145,10 @@ export interface SteadyRun {
   /** probes never seen on the stream within 5 s of the end */
   unseen: number
   stats: Latencies
+  /** GET /healthz (no auth, no Redis): the service's event loop and the machine */
+  health: Latencies
+  /** PING to redis-server on a connection of the bench's own: redis-server and the machine */
+  redisPing: Latencies
   /** events of load batches answered 202 / sent */
   loadAccepted: number
   loadSent: number
@@ -161,6 +168,8 @@ export async function steadyLoad(o: SteadyOptions): Promise<SteadyRun> {
     probes: 0,
     unseen: 0,
     stats: { samples: [], errors: 0 },
+    health: { samples: [], errors: 0 },
+    redisPing: { samples: [], errors: 0 },
     loadAccepted: 0,
     loadSent: 0,
     loadRefused: 0,
@@ -239,10 +248,22 @@ export async function steadyLoad(o: SteadyOptions): Promise<SteadyRun> {
     o.statsPerSec,
     o.durationMs,
   )
+  const health = fixedRate(
+    async () => {
+      const res = await fetch(o.healthUrl)
+      await res.text()
+      return res.status === 200
+    },
+    o.statsPerSec / 2,
+    o.durationMs,
+  )
+  const redisPing = fixedRate(o.redisPing, o.statsPerSec / 2, o.durationMs)
   await Promise.all([probes, load])
   await Promise.all(loadRequests)
   run.achievedPerSec = run.loadAccepted / ((performance.now() - t0) / 1000)
   run.stats = await stats
+  run.health = await health
+  run.redisPing = await redisPing
   const deadline = performance.now() + 5_000
   while (seenAt.length < acked.length && performance.now() < deadline) {
     await new Promise((r) => setTimeout(r, 20))
