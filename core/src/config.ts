@@ -51,6 +51,7 @@ const envSchema = z.object({
     .default('ra'),
   CLICK_RATE_LIMIT_PER_MINUTE: intFrom(120, 1, 1_000_000),
   MAX_QUEUED_JOBS: intFrom(20_000, 0, 100_000_000),
+  INGEST_LINGER_MS: intFrom(100, 0, 5_000),
   SHUTDOWN_GRACE_MS: intFrom(10_000, 100, 600_000),
   REQUEST_TIMEOUT_MS: intFrom(30_000, 500, 600_000),
   FRAUD_HOLD: z.enum(['true', 'false']).default('true'),
@@ -139,6 +140,11 @@ export interface Config {
   clickRateLimitPerMinute: number
   /** ingest jobs waiting past which POST /v1/events answers 503; 0: no limit */
   maxQueuedJobs: number
+  /**
+   * how long the ingest worker waits for more events when fewer than a full ClickHouse-sized
+   * group are waiting (fewer, larger inserts under light load); 0: take what is there
+   */
+  ingestLingerMs: number
   shutdownGraceMs: number
   /** a request whose headers and body have not arrived in this time gets 408 (slow clients) */
   requestTimeoutMs: number
@@ -210,6 +216,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     queuePrefix: e.QUEUE_PREFIX,
     clickRateLimitPerMinute: e.CLICK_RATE_LIMIT_PER_MINUTE,
     maxQueuedJobs: e.MAX_QUEUED_JOBS,
+    ingestLingerMs: e.INGEST_LINGER_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     fraud: {

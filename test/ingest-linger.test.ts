@@ -1,0 +1,91 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { codeFor, http, statsFor } from './support/client.ts'
+import { startTestRedis, tempDir } from './support/env.ts'
+import { count, drained, startTestService } from './support/service.ts'
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/**
+ * INGEST_LINGER_MS: under light load the ingest worker waits a little for more events before
+ * applying and inserting a group, so that a trickle of requests makes a few large ClickHouse
+ * inserts instead of one per request; a full group does not wait.
+ */
+describe('the ingest worker lingers for more events under light load', () => {
+  const dir = tempDir()
+  let redis: Awaited<ReturnType<typeof startTestRedis>>
+  beforeAll(async () => {
+    redis = await startTestRedis(`${dir.path}/redis`)
+  })
+  afterAll(async () => {
+    await redis?.stop()
+    dir.remove()
+  })
+
+  /** A service with the linger given (one at a time: chDB keeps one data directory per process). */
+  const withService = async (
+    lingerMs: number,
+    run: (s: Awaited<ReturnType<typeof startTestService>>) => Promise<void>,
+  ) => {
+    const svc = await startTestService(`${dir.path}/data`, redis.url, { INGEST_LINGER_MS: String(lingerMs) })
+    try {
+      await run(svc)
+    } finally {
+      await svc.service.stop()
+    }
+  }
+  const clicks = (code: string, prefix: string, n: number) =>
+    Array.from({ length: n }, (_, i) => ({ type: 'click', id: `${prefix}-${i}`, code }))
+
+  it('applies requests arriving within the linger as one group, in one insert', async () => {
+    await withService(400, async (svc) => {
+      const api = http(svc.url)
+      const code = await codeFor(api, 'linger-a')
+      const worker = svc.service.ingestWorker
+      if (worker === null) throw new Error('no ingest worker')
+      const before = { ...worker.stats }
+      for (let i = 0; i < 3; i++) {
+        expect((await api.post('/v1/events', { events: clicks(code, `la-${i}`, 5) })).status).toBe(202)
+        await sleep(50)
+      }
+      await drained(svc.service)
+      expect(worker.stats.groups - before.groups).toBe(1)
+      expect(worker.stats.inserts - before.inserts).toBe(1)
+      expect((await statsFor(api, 'linger-a')).total_clicks).toBe(15)
+      expect(await count(svc.ch, "SELECT count() AS n FROM events WHERE id LIKE 'la-%'")).toBe(15)
+    })
+  })
+
+  it('does not wait out the linger once a full group (2000 events) is there', async () => {
+    await withService(5000, async (svc) => {
+      const api = http(svc.url)
+      const code = await codeFor(api, 'linger-b')
+      const sent = await Promise.all([
+        api.post('/v1/events', { events: clicks(code, 'lb-0', 1000) }),
+        api.post('/v1/events', { events: clicks(code, 'lb-1', 1000) }),
+      ])
+      expect(sent.map((r) => r.status)).toEqual([202, 202])
+      const t0 = Date.now()
+      // counted well before the 5 s linger would have run out
+      while ((await statsFor(api, 'linger-b')).total_clicks < 2000 && Date.now() - t0 < 10_000)
+        await sleep(50)
+      expect((await statsFor(api, 'linger-b')).total_clicks).toBe(2000)
+      expect(Date.now() - t0).toBeLessThan(3000)
+    })
+  })
+
+  it('with INGEST_LINGER_MS=0 takes only what is waiting: requests apart make a group each', async () => {
+    await withService(0, async (svc) => {
+      const api = http(svc.url)
+      const code = await codeFor(api, 'linger-c')
+      const worker = svc.service.ingestWorker
+      if (worker === null) throw new Error('no ingest worker')
+      const before = { ...worker.stats }
+      for (let i = 0; i < 3; i++) {
+        expect((await api.post('/v1/events', { events: clicks(code, `lc-${i}`, 5) })).status).toBe(202)
+        await drained(svc.service)
+      }
+      expect(worker.stats.groups - before.groups).toBe(3)
+      expect((await statsFor(api, 'linger-c')).total_clicks).toBe(15)
+    })
+  })
+})
