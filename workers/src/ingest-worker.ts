@@ -115,8 +115,9 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
 
   // Under light load a few events wait at a time, and inserting each handful makes a part in
   // ClickHouse per table (events and its five views), which chDB's threads then merge: at
-  // 5k events/s in 50-event requests, ~25 inserts a second kept a core busy. So a small
-  // group waits up to ingestLingerMs for more (as a Kafka producer's linger), polling.
+  // 5k events/s in 50-event requests, chDB's insert threads took ~30% of a core, ~20% with
+  // 100 ms of linger. So a small group waits up to ingestLingerMs for more (as a Kafka
+  // producer's linger), polling.
   const lingerMs = config.ingestLingerMs
   const takeGroup = async (token: string): Promise<IngestJob[]> => {
     const first = await worker.getNextJob(token, { block: true })
