@@ -3,7 +3,7 @@ import { type Context, Hono } from 'hono'
 import { deleteCookie, setCookie } from 'hono/cookie'
 import { SignJWT } from 'jose'
 import type { ApiDeps } from '../context.ts'
-import { jwtAuth, SESSION_COOKIE, verifyToken } from '../middleware/auth.ts'
+import { jwtAuth, SESSION_COOKIE, tokenVerifier } from '../middleware/auth.ts'
 
 const WEEK_S = 7 * 86_400
 
@@ -21,6 +21,7 @@ export function safeNext(next: string | undefined): string {
 export function sessionRoutes(deps: ApiDeps): Hono {
   const { config } = deps
   const key = new TextEncoder().encode(config.jwtSecret)
+  const verify = tokenVerifier(config.jwtSecret)
   const app = new Hono()
   const secure = config.publicUrl.startsWith('https:')
 
@@ -32,7 +33,7 @@ export function sessionRoutes(deps: ApiDeps): Hono {
   app.get('/session', async (c) => {
     const token = c.req.query('token')
     if (token === undefined) throw new AppError('unauthorized', 'a token is required')
-    const { exp } = await verifyToken(token, key)
+    const { exp } = await verify(token)
     start(c, token, exp)
     return c.redirect(safeNext(c.req.query('next')), 302)
   })
