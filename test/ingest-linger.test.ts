@@ -6,6 +6,16 @@ import { count, drained, startTestService } from './support/service.ts'
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /**
+ * The worker counts a group once its jobs are completed, a moment after the queue shows them
+ * done: waits until all `events` are counted, so the group count is final.
+ */
+async function settled(stats: { events: number }, before: { events: number }, events: number): Promise<void> {
+  const deadline = Date.now() + 10_000
+  while (stats.events - before.events < events && Date.now() < deadline) await sleep(10)
+  expect(stats.events - before.events).toBe(events)
+}
+
+/**
  * INGEST_LINGER_MS: under light load the ingest worker waits a little for more events before
  * applying and inserting a group, so that a trickle of requests makes a few large ClickHouse
  * inserts instead of one per request; a full group does not wait.
@@ -37,7 +47,7 @@ describe('the ingest worker lingers for more events under light load', () => {
     Array.from({ length: n }, (_, i) => ({ type: 'click', id: `${prefix}-${i}`, code }))
 
   it('applies requests arriving within the linger as one group, in one insert', async () => {
-    await withService(400, async (svc) => {
+    await withService(1000, async (svc) => {
       const api = http(svc.url)
       const code = await codeFor(api, 'linger-a')
       const worker = svc.service.ingestWorker
@@ -48,6 +58,7 @@ describe('the ingest worker lingers for more events under light load', () => {
         await sleep(50)
       }
       await drained(svc.service)
+      await settled(worker.stats, before, 15)
       expect(worker.stats.groups - before.groups).toBe(1)
       expect(worker.stats.inserts - before.inserts).toBe(1)
       expect((await statsFor(api, 'linger-a')).total_clicks).toBe(15)
@@ -83,6 +94,7 @@ describe('the ingest worker lingers for more events under light load', () => {
       for (let i = 0; i < 3; i++) {
         expect((await api.post('/v1/events', { events: clicks(code, `lc-${i}`, 5) })).status).toBe(202)
         await drained(svc.service)
+        await settled(worker.stats, before, 5 * (i + 1))
       }
       expect(worker.stats.groups - before.groups).toBe(3)
       expect((await statsFor(api, 'linger-c')).total_clicks).toBe(15)
