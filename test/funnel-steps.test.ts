@@ -123,6 +123,40 @@ function generate(codes: string[], now: number, seed: number): Array<Record<stri
 }
 
 /**
+ * A referrer whose first referred buyers all get refunded: from the fifth purchase on, the
+ * purchases of the users they refer are flagged (refund_rate) while those users' signups are
+ * not, the one case where a purchase's flag and its buyer's signup's flag differ.
+ */
+function refundRing(code: string, now: number): Array<Record<string, unknown>> {
+  const base = now - 6 * DAY
+  const at = (t: number) => new Date(t).toISOString()
+  const events: Array<Record<string, unknown>> = []
+  for (let k = 0; k < 11; k++) {
+    const t = base + k * 3 * 3_600_000
+    const [visitor, user] = [`ring-v${k}`, `ring-u${k}`]
+    events.push({ type: 'click', id: `ring-c${k}`, code, visitor_id: visitor, ts: at(t) })
+    events.push({ type: 'signup', id: `ring-s${k}`, user_id: user, visitor_id: visitor, ts: at(t + 600_000) })
+    events.push({
+      type: 'purchase',
+      id: `ring-p${k}`,
+      user_id: user,
+      amount_cents: 1000,
+      ts: at(t + 3_600_000),
+    })
+    if (k < 5) {
+      events.push({
+        type: 'refund',
+        id: `ring-r${k}`,
+        purchase_id: `ring-p${k}`,
+        amount_cents: 1000,
+        ts: at(t + 7_200_000),
+      })
+    }
+  }
+  return events
+}
+
+/**
  * The funnel and breakdowns read funnel_steps; on generated data they equal the raw-events
  * computation, whether the purchase steps carry the buyer's signup (0009) or were stored
  * before it and are joined at read, or a mix of both.
@@ -167,8 +201,9 @@ describe('funnel_steps (migrations 0005, 0008, 0009)', () => {
     svc = await startTestService(`${dir.path}/data`, redis.url)
     api = http(svc.url)
     codes = [await codeFor(api, 'ref-a'), await codeFor(api, 'ref-b'), await codeFor(api, 'ref-c')]
+    const ring = refundRing(await codeFor(api, 'ref-ring'), now)
     await send(
-      [...generate(codes, now, 1), ...generate(codes, now, 2)].sort((a, b) =>
+      [...generate(codes, now, 1), ...generate(codes, now, 2), ...ring].sort((a, b) =>
         String(a.ts).localeCompare(String(b.ts)),
       ),
     )
@@ -206,27 +241,42 @@ describe('funnel_steps (migrations 0005, 0008, 0009)', () => {
     expect(full.time_to_convert.reduce((a, b) => a + Number(b.buyers), 0)).toBeGreaterThan(50)
     // windows and ranges change the answer: the cuts are exercised
     expect(visitors.size).toBeGreaterThan(6)
-    // every purchase step came through the worker, which wrote the buyer's signup into it
-    expect(await purchaseSteps()).toEqual({ carried: expect.any(Number), joined: 0 })
-    expect((await purchaseSteps()).carried).toBeGreaterThan(50)
+    // the worker wrote the buyer's signup into every purchase step whose buyer signed up from
+    // a visitor; the buyers who signed up with a code alone (direct-*) are joined, as before
+    const direct = await count(
+      svc.ch,
+      "SELECT count() AS n FROM events WHERE type = 'purchase' AND first_purchase = 1 AND startsWith(user_id, 'direct-')",
+    )
+    const steps = await purchaseSteps()
+    expect(direct).toBeGreaterThan(5)
+    expect(steps.joined).toBe(direct)
+    expect(steps.carried).toBeGreaterThan(50)
     flaggedBefore = await flaggedFunnels()
-    // the flagged buyers are a part of the buyers, not none or all of them
+    // the flagged buyers are a part of the buyers, not none or all of them; a buyer whose
+    // purchase is flagged but whose signup is not (the refund ring) is neither flagged nor
+    // unflagged: its purchase step is left out by one filter, its signup by the other
     const buyers = (f: Funnel | undefined) =>
       f?.time_to_convert.reduce((a, b) => a + Number(b.buyers), 0) ?? 0
     const [all, unflagged, flagged] = flaggedBefore
+    const purchaseFlagOnly = await count(
+      svc.ch,
+      `SELECT count() AS n FROM events WHERE type = 'purchase' AND first_purchase = 1 AND notEmpty(flags)
+         AND user_id NOT IN (SELECT user_id FROM events WHERE type = 'signup' AND notEmpty(flags))`,
+    )
+    expect(purchaseFlagOnly).toBeGreaterThanOrEqual(5)
     expect(buyers(flagged)).toBeGreaterThan(5)
     expect(buyers(unflagged)).toBeGreaterThan(5)
-    expect(buyers(flagged) + buyers(unflagged)).toBe(buyers(all))
+    expect(buyers(flagged) + buyers(unflagged) + purchaseFlagOnly).toBe(buyers(all))
   })
 
   it('joins purchase steps stored before 0009 to their signups, with the same answers for every flag filter', async () => {
-    const carried = (await purchaseSteps()).carried
+    const before = await purchaseSteps()
     // the purchase steps as 0008's view wrote them: no signup carried (and purchases carry no visitor here)
     await svc.ch.client.command({
       query: 'ALTER TABLE funnel_steps UPDATE signed_up = 0, signup_flagged = 0, visitor = 0 WHERE step = 3',
       clickhouse_settings: { mutations_sync: '1' },
     })
-    expect(await purchaseSteps()).toEqual({ carried: 0, joined: carried })
+    expect(await purchaseSteps()).toEqual({ carried: 0, joined: before.carried + before.joined })
     await expectSameReports()
     expect(await flaggedFunnels()).toEqual(flaggedBefore)
   })
@@ -251,7 +301,12 @@ describe('funnel_steps (migrations 0005, 0008, 0009)', () => {
     // new purchases beside the backfilled ones: both kinds of step in one report
     await send(generate(codes, now, 3))
     const mixed = await purchaseSteps()
-    expect(mixed.joined).toBe(steps.joined)
+    // the new purchase steps carry their signup, but for the buyers with no visitor
+    const newDirect = await count(
+      svc.ch,
+      "SELECT count() AS n FROM events WHERE type = 'purchase' AND first_purchase = 1 AND startsWith(user_id, 'direct-3-')",
+    )
+    expect(mixed.joined).toBe(steps.joined + newDirect)
     expect(mixed.carried).toBeGreaterThan(20)
     await expectSameReports()
   })

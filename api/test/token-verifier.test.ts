@@ -1,6 +1,6 @@
 import { SignJWT } from 'jose'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { tokenVerifier } from '../src/middleware/auth.ts'
+import { tokenVerifier, verifyToken } from '../src/middleware/auth.ts'
 
 const SECRET = 'token-verifier-secret-0123456789abcdef0123456789'
 const sign = (sub: string, exp: number, secret = SECRET, role?: string) =>
@@ -15,6 +15,21 @@ const now = () => Math.floor(Date.now() / 1000)
 describe('tokenVerifier', () => {
   afterEach(() => {
     vi.useRealTimers()
+  })
+
+  it('checks a token once, then remembers it while it is valid', async () => {
+    let checks = 0
+    const verify = tokenVerifier(SECRET, (token, key) => {
+      checks++
+      return verifyToken(token, key)
+    })
+    const token = await sign('u0', now() + 60)
+    for (let i = 0; i < 5; i++) expect((await verify(token)).userId).toBe('u0')
+    expect(checks).toBe(1)
+    // a refused token is not remembered: checked every time
+    const wrong = await sign('u0', now() + 60, 'another-secret-0123456789abcdef0123456789ab')
+    for (let i = 0; i < 2; i++) await expect(verify(wrong)).rejects.toMatchObject({ code: 'unauthorized' })
+    expect(checks).toBe(3)
   })
 
   it('refuses a remembered token once it has expired', async () => {

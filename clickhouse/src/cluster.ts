@@ -40,8 +40,8 @@ export const SHARDING_KEYS: Readonly<Record<string, string>> = {
   rollup_referrer_daily: 'cityHash64(referrer_id)',
   rollup_referrer_hourly: 'cityHash64(referrer_id)',
   rollup_earnings_hourly: 'cityHash64(user_id)',
-  // a visitor's steps on one shard (a purchase's visitor is its buyer's signup visitor, 0009;
-  // steps with no visitor are spread by user instead)
+  // like the rollups, routes backfills only (the view writes on the shard of each event):
+  // by visitor (a purchase's is its buyer's signup visitor, 0009), by user when there is none
   funnel_steps: 'if(visitor = 0, cityHash64(user_id), visitor)',
 }
 

@@ -30,6 +30,7 @@ export interface IngestWorkerDeps {
 /** a group this large is inserted without lingering for more (config.ingestLingerMs) */
 const LINGER_UNTIL_EVENTS = 2_000
 const LINGER_POLL_MS = 10
+const LOCK_DURATION_MS = 15_000
 
 export interface IngestWorker {
   worker: Worker<JobPayloads['ingest']>
@@ -101,7 +102,7 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
     // worker killed mid-group leaves its jobs locked until the lock expires; running a job
     // twice is harmless (apply.ts).
     maxStalledCount: 1_000_000,
-    lockDuration: 15_000,
+    lockDuration: LOCK_DURATION_MS,
     stalledInterval: 5_000,
     drainDelay: 1,
   })
@@ -124,7 +125,11 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
     if (first === undefined) return []
     const jobs = [first]
     let n = first.data.events.length
-    const until = performance.now() + lingerMs
+    // counted from when the first job was queued (a job that already waited behind the
+    // previous group does not wait again), and never past lingerMs from now (clock skew)
+    const now = Date.now()
+    const until = Math.min(now, first.timestamp) + lingerMs
+    let lingered = false
     while (n < groupLimit && !closing) {
       const next = await worker.getNextJob(token, { block: false })
       if (next !== undefined) {
@@ -132,10 +137,14 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
         n += next.data.events.length
         continue
       }
-      const left = until - performance.now()
+      const left = until - Date.now()
       if (n >= LINGER_UNTIL_EVENTS || left <= 0) break
+      lingered = true
       await new Promise((r) => setTimeout(r, Math.min(LINGER_POLL_MS, left)))
     }
+    // jobs taken by hand keep the lock they were taken with (BullMQ renews only those its
+    // processor runs): after a wait, the group gets the whole lock time for its apply and insert
+    if (lingered) await Promise.all(jobs.map((j) => j.extendLock(token, LOCK_DURATION_MS)))
     return jobs
   }
 

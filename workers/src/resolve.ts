@@ -340,10 +340,12 @@ export function resolveBatch(
       if (buyer.convertedAt === undefined) {
         setUser(e.user_id, { convertedAt: e.ts })
         row.first_purchase = 1
-        // the funnel's purchase step carries the buyer's signup (0009), so it is not joined at read
-        if (buyer.referredAt !== undefined) {
+        // the funnel's purchase step carries the buyer's signup (0009), so it is not joined at
+        // read. Not when the state holds no visitor: the signup had none, or it was stored
+        // before visitors were kept in the user's state; the join finds the answer for both
+        if (buyer.referredAt !== undefined && buyer.visitor !== undefined) {
           Object.assign(row, {
-            signup_visitor_id: buyer.visitor ?? '',
+            signup_visitor_id: buyer.visitor,
             signed_up_at: buyer.referredAt,
             signup_flagged: buyer.flags === undefined || buyer.flags.length === 0 ? 0 : 1,
           })
