@@ -16,9 +16,10 @@ async function settled(stats: { events: number }, before: { events: number }, ev
 }
 
 /**
- * INGEST_LINGER_MS: under light load the ingest worker waits a little for more events before
- * applying and inserting a group, so that a trickle of requests makes a few large ClickHouse
- * inserts instead of one per request; a full group does not wait.
+ * INGEST_LINGER_MS: while events keep coming, the ingest worker starts a group at most once
+ * per linger, gathering what arrives meanwhile, so that a trickle of requests makes a few
+ * large ClickHouse inserts instead of one per request; an event reaching an idle worker, or
+ * a full group, does not wait.
  */
 describe('the ingest worker lingers for more events under light load', () => {
   const dir = tempDir()
@@ -46,21 +47,29 @@ describe('the ingest worker lingers for more events under light load', () => {
   const clicks = (code: string, prefix: string, n: number) =>
     Array.from({ length: n }, (_, i) => ({ type: 'click', id: `${prefix}-${i}`, code }))
 
-  it('applies requests arriving within the linger as one group, in one insert', async () => {
-    await withService(1000, async (svc) => {
+  it('applies at once an event reaching an idle worker, then gathers what comes within the linger into one group', async () => {
+    await withService(2000, async (svc) => {
       const api = http(svc.url)
       const code = await codeFor(api, 'linger-a')
       const worker = svc.service.ingestWorker
       if (worker === null) throw new Error('no ingest worker')
       const before = { ...worker.stats }
+      // 0 ms: the worker is idle, a group at once (well before the 2 s linger);
+      // then two requests 300 ms apart, within the 2 s after that group: one group
       for (let i = 0; i < 3; i++) {
+        const t0 = Date.now()
         expect((await api.post('/v1/events', { events: clicks(code, `la-${i}`, 5) })).status).toBe(202)
-        await sleep(50)
+        if (i === 0) {
+          await settled(worker.stats, before, 5)
+          expect(Date.now() - t0).toBeLessThan(1500)
+          expect(worker.stats.groups - before.groups).toBe(1)
+        }
+        await sleep(300)
       }
       await drained(svc.service)
       await settled(worker.stats, before, 15)
-      expect(worker.stats.groups - before.groups).toBe(1)
-      expect(worker.stats.inserts - before.inserts).toBe(1)
+      expect(worker.stats.groups - before.groups).toBe(2)
+      expect(worker.stats.inserts - before.inserts).toBe(2)
       expect((await statsFor(api, 'linger-a')).total_clicks).toBe(15)
       expect(await count(svc.ch, "SELECT count() AS n FROM events WHERE id LIKE 'la-%'")).toBe(15)
     })
@@ -70,6 +79,12 @@ describe('the ingest worker lingers for more events under light load', () => {
     await withService(5000, async (svc) => {
       const api = http(svc.url)
       const code = await codeFor(api, 'linger-b')
+      const worker = svc.service.ingestWorker
+      if (worker === null) throw new Error('no ingest worker')
+      const before = { ...worker.stats }
+      // a group now, so that the next one would have to wait out the 5 s
+      expect((await api.post('/v1/events', { events: clicks(code, 'lb-a', 1) })).status).toBe(202)
+      await settled(worker.stats, before, 1)
       const sent = await Promise.all([
         api.post('/v1/events', { events: clicks(code, 'lb-0', 1000) }),
         api.post('/v1/events', { events: clicks(code, 'lb-1', 1000) }),
@@ -77,9 +92,9 @@ describe('the ingest worker lingers for more events under light load', () => {
       expect(sent.map((r) => r.status)).toEqual([202, 202])
       const t0 = Date.now()
       // counted well before the 5 s linger would have run out
-      while ((await statsFor(api, 'linger-b')).total_clicks < 2000 && Date.now() - t0 < 10_000)
+      while ((await statsFor(api, 'linger-b')).total_clicks < 2001 && Date.now() - t0 < 10_000)
         await sleep(50)
-      expect((await statsFor(api, 'linger-b')).total_clicks).toBe(2000)
+      expect((await statsFor(api, 'linger-b')).total_clicks).toBe(2001)
       expect(Date.now() - t0).toBeLessThan(3000)
     })
   })

@@ -141,8 +141,9 @@ export interface Config {
   /** ingest jobs waiting past which POST /v1/events answers 503; 0: no limit */
   maxQueuedJobs: number
   /**
-   * how long the ingest worker waits for more events when fewer than a full ClickHouse-sized
-   * group are waiting (fewer, larger inserts under light load); 0: take what is there
+   * while events keep coming, the least time between the starts of two ingest groups (the
+   * worker gathers what arrives meanwhile, up to 2000 events): fewer, larger ClickHouse
+   * inserts. An event reaching an idle worker is applied at once. 0: take what is waiting
    */
   ingestLingerMs: number
   shutdownGraceMs: number

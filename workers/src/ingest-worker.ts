@@ -116,19 +116,18 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
 
   // Under light load a few events wait at a time, and inserting each handful makes a part in
   // ClickHouse per table (events and its five views), which chDB's threads then merge: at
-  // 5k events/s in 50-event requests, chDB's insert threads took ~30% of a core, ~20% with
-  // 100 ms of linger. So a small group waits up to ingestLingerMs for more (as a Kafka
-  // producer's linger), polling.
+  // 5k events/s in 50-event requests, chDB's insert threads took ~30% of a core. So, while
+  // events keep coming, groups start at most once per ingestLingerMs: a group taken right
+  // after the previous one waits out the rest of that time, gathering what arrives (up to
+  // 2000 events). An event that reaches an idle worker is applied at once.
   const lingerMs = config.ingestLingerMs
+  let lastGroupAt = Number.NEGATIVE_INFINITY
   const takeGroup = async (token: string): Promise<IngestJob[]> => {
     const first = await worker.getNextJob(token, { block: true })
     if (first === undefined) return []
     const jobs = [first]
     let n = first.data.events.length
-    // counted from when the first job was queued (a job that already waited behind the
-    // previous group does not wait again), and never past lingerMs from now (clock skew)
-    const now = Date.now()
-    const until = Math.min(now, first.timestamp) + lingerMs
+    const until = lastGroupAt + lingerMs
     let lingered = false
     while (n < groupLimit && !closing) {
       const next = await worker.getNextJob(token, { block: false })
@@ -137,11 +136,12 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
         n += next.data.events.length
         continue
       }
-      const left = until - Date.now()
+      const left = until - performance.now()
       if (n >= LINGER_UNTIL_EVENTS || left <= 0) break
       lingered = true
       await new Promise((r) => setTimeout(r, Math.min(LINGER_POLL_MS, left)))
     }
+    lastGroupAt = performance.now()
     // jobs taken by hand keep the lock they were taken with (BullMQ renews only those its
     // processor runs): after a wait, the group gets the whole lock time for its apply and insert
     if (lingered) await Promise.all(jobs.map((j) => j.extendLock(token, LOCK_DURATION_MS)))
