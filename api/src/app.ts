@@ -5,7 +5,7 @@ import { requestId } from 'hono/request-id'
 import { secureHeaders } from 'hono/secure-headers'
 import type { ApiDeps } from './context.ts'
 import { makeErrorHandler, notFound } from './errors.ts'
-import { jwtAuth } from './middleware/auth.ts'
+import { jwtAuth, tokenVerifier } from './middleware/auth.ts'
 import { REQUEST_ID_MAX, requestLog } from './middleware/request-log.ts'
 import { DOCS_HTML, openApiDocument } from './openapi.ts'
 import { QUEUE_BOARD_PATH, queueBoard } from './queue-board.ts'
@@ -42,10 +42,11 @@ export function createApp(deps: ApiDeps): Hono {
     return headers(c, next)
   })
 
+  const verify = tokenVerifier(deps.config.jwtSecret)
   // every /v1/me route is the referrer's own data: the JWT's sub is the only user it reads
-  app.use('/v1/me/*', jwtAuth(deps.config.jwtSecret))
+  app.use('/v1/me/*', jwtAuth(verify))
   // every /v1/admin route is the growth team's: an admin token or session
-  app.use('/v1/admin/*', jwtAuth(deps.config.jwtSecret, { role: 'admin' }))
+  app.use('/v1/admin/*', jwtAuth(verify, { role: 'admin' }))
 
   app.get('/metrics', async (c) =>
     c.body(await deps.metrics.render(), 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }),
@@ -67,11 +68,12 @@ export function createApp(deps: ApiDeps): Hono {
   app.route('/', adminRoutes(deps))
   app.route('/', adminFraudRoutes(deps))
   app.route('/', adminWebhookRoutes(deps))
-  app.route('/', sessionRoutes(deps))
+  app.route('/', sessionRoutes(deps, verify))
 
   // the queue dashboard: the growth team's admin token or session only
-  app.use(QUEUE_BOARD_PATH, jwtAuth(deps.config.jwtSecret, { role: 'admin' }))
-  app.use(`${QUEUE_BOARD_PATH}/*`, jwtAuth(deps.config.jwtSecret, { role: 'admin' }))
+  const admin = jwtAuth(verify, { role: 'admin' })
+  app.use(QUEUE_BOARD_PATH, admin)
+  app.use(`${QUEUE_BOARD_PATH}/*`, admin)
   app.route(QUEUE_BOARD_PATH, queueBoard(deps.queues))
 
   if (existsSync(deps.webRoot)) {

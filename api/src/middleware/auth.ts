@@ -71,10 +71,9 @@ const VERIFIED_MAX = 10_000
  * A token is remembered by its whole text, signature included: only that very token is let
  * through without the check, and only while `exp` is in the future (as jose counts it).
  */
-export function tokenVerifier(
-  secret: string,
-  check: typeof verifyToken = verifyToken,
-): (token: string) => Promise<AuthInfo & { exp: number }> {
+export type TokenVerify = (token: string) => Promise<AuthInfo & { exp: number }>
+
+export function tokenVerifier(secret: string, check: typeof verifyToken = verifyToken): TokenVerify {
   const key = new TextEncoder().encode(secret)
   const verified = new Map<string, AuthInfo & { exp: number }>()
   return async function verify(token) {
@@ -96,10 +95,10 @@ export function tokenVerifier(
 
 /**
  * Referrers and the growth team: the token from `Authorization: Bearer`, or, for the
- * dashboard in a browser, from the HttpOnly session cookie it was exchanged for.
+ * dashboard in a browser, from the HttpOnly session cookie it was exchanged for. One
+ * `tokenVerifier` serves every route of an app, so a token is checked once for all of them.
  */
-export function jwtAuth(secret: string, opts: { role?: 'admin' } = {}): MiddlewareHandler {
-  const verify = tokenVerifier(secret)
+export function jwtAuth(verify: TokenVerify, opts: { role?: 'admin' } = {}): MiddlewareHandler {
   return async function jwt(c, next) {
     const token = bearer(c.req.header('authorization')) ?? getCookie(c, SESSION_COOKIE)
     if (token === undefined) throw new AppError('unauthorized', 'a bearer token or a session is required')

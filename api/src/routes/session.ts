@@ -3,7 +3,7 @@ import { type Context, Hono } from 'hono'
 import { deleteCookie, setCookie } from 'hono/cookie'
 import { SignJWT } from 'jose'
 import type { ApiDeps } from '../context.ts'
-import { jwtAuth, SESSION_COOKIE, tokenVerifier } from '../middleware/auth.ts'
+import { jwtAuth, SESSION_COOKIE, type TokenVerify } from '../middleware/auth.ts'
 
 const WEEK_S = 7 * 86_400
 
@@ -18,10 +18,9 @@ export function safeNext(next: string | undefined): string {
  * SameSite=Lax cookie, so page scripts never hold it and other sites cannot send it with a
  * POST. Locally, `/demo-login?user=...` signs in without a marketplace.
  */
-export function sessionRoutes(deps: ApiDeps): Hono {
+export function sessionRoutes(deps: ApiDeps, verify: TokenVerify): Hono {
   const { config } = deps
   const key = new TextEncoder().encode(config.jwtSecret)
-  const verify = tokenVerifier(config.jwtSecret)
   const app = new Hono()
   const secure = config.publicUrl.startsWith('https:')
 
@@ -38,7 +37,7 @@ export function sessionRoutes(deps: ApiDeps): Hono {
     return c.redirect(safeNext(c.req.query('next')), 302)
   })
 
-  app.get('/v1/session', jwtAuth(config.jwtSecret), (c) => {
+  app.get('/v1/session', jwtAuth(verify), (c) => {
     const { userId, role } = c.get('auth')
     return c.json({ user_id: userId, role, demo: config.demoLogin })
   })
