@@ -239,24 +239,16 @@ export async function steadyLoad(o: SteadyOptions): Promise<SteadyRun> {
     }
   })()
 
-  const stats = fixedRate(
+  /** a GET answered 200, its body read */
+  const getOk =
+    (url: string, headers: Record<string, string> = {}) =>
     async () => {
-      const res = await fetch(o.statsUrl, { headers: o.authHeaders })
+      const res = await fetch(url, { headers })
       await res.text()
       return res.status === 200
-    },
-    o.statsPerSec,
-    o.durationMs,
-  )
-  const health = fixedRate(
-    async () => {
-      const res = await fetch(o.healthUrl)
-      await res.text()
-      return res.status === 200
-    },
-    o.statsPerSec / 2,
-    o.durationMs,
-  )
+    }
+  const stats = fixedRate(getOk(o.statsUrl, o.authHeaders), o.statsPerSec, o.durationMs)
+  const health = fixedRate(getOk(o.healthUrl), o.statsPerSec / 2, o.durationMs)
   const redisPing = fixedRate(o.redisPing, o.statsPerSec / 2, o.durationMs)
   await Promise.all([probes, load])
   await Promise.all(loadRequests)
