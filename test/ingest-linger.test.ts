@@ -32,14 +32,30 @@ describe('the ingest worker lingers for more events under light load', () => {
     dir.remove()
   })
 
-  /** A service with the linger given (one at a time: chDB keeps one data directory per process). */
-  const withService = async (
-    lingerMs: number,
-    run: (s: Awaited<ReturnType<typeof startTestService>>) => Promise<void>,
-  ) => {
+  type Svc = Awaited<ReturnType<typeof startTestService>>
+  type Worker = NonNullable<Svc['service']['ingestWorker']>
+  interface Run {
+    svc: Svc
+    api: ReturnType<typeof http>
+    /** the referrer's code */
+    code: string
+    worker: Worker
+    /** the worker's counts when the run began */
+    before: Worker['stats']
+  }
+
+  /**
+   * A service with the linger given (one at a time: chDB keeps one data directory per
+   * process), a referrer's code, and the ingest worker whose groups are counted.
+   */
+  const withService = async (lingerMs: number, referrer: string, run: (r: Run) => Promise<void>) => {
     const svc = await startTestService(`${dir.path}/data`, redis.url, { INGEST_LINGER_MS: String(lingerMs) })
     try {
-      await run(svc)
+      const api = http(svc.url)
+      const code = await codeFor(api, referrer)
+      const worker = svc.service.ingestWorker
+      if (worker === null) throw new Error('no ingest worker')
+      await run({ svc, api, code, worker, before: { ...worker.stats } })
     } finally {
       await svc.service.stop()
     }
@@ -48,12 +64,7 @@ describe('the ingest worker lingers for more events under light load', () => {
     Array.from({ length: n }, (_, i) => ({ type: 'click', id: `${prefix}-${i}`, code }))
 
   it('applies at once an event reaching an idle worker, then gathers what comes within the linger into one group', async () => {
-    await withService(2000, async (svc) => {
-      const api = http(svc.url)
-      const code = await codeFor(api, 'linger-a')
-      const worker = svc.service.ingestWorker
-      if (worker === null) throw new Error('no ingest worker')
-      const before = { ...worker.stats }
+    await withService(2000, 'linger-a', async ({ svc, api, code, worker, before }) => {
       // 0 ms: the worker is idle, a group at once (well before the 2 s linger);
       // then two requests 300 ms apart, within the 2 s after that group: one group
       for (let i = 0; i < 3; i++) {
@@ -76,12 +87,7 @@ describe('the ingest worker lingers for more events under light load', () => {
   })
 
   it('does not wait out the linger once a full group (2000 events) is there', async () => {
-    await withService(5000, async (svc) => {
-      const api = http(svc.url)
-      const code = await codeFor(api, 'linger-b')
-      const worker = svc.service.ingestWorker
-      if (worker === null) throw new Error('no ingest worker')
-      const before = { ...worker.stats }
+    await withService(5000, 'linger-b', async ({ api, code, worker, before }) => {
       // a group now, so that the next one would have to wait out the 5 s
       expect((await api.post('/v1/events', { events: clicks(code, 'lb-a', 1) })).status).toBe(202)
       await settled(worker.stats, before, 1)
@@ -100,12 +106,7 @@ describe('the ingest worker lingers for more events under light load', () => {
   })
 
   it('with INGEST_LINGER_MS=0 takes only what is waiting: requests apart make a group each', async () => {
-    await withService(0, async (svc) => {
-      const api = http(svc.url)
-      const code = await codeFor(api, 'linger-c')
-      const worker = svc.service.ingestWorker
-      if (worker === null) throw new Error('no ingest worker')
-      const before = { ...worker.stats }
+    await withService(0, 'linger-c', async ({ svc, api, code, worker, before }) => {
       for (let i = 0; i < 3; i++) {
         expect((await api.post('/v1/events', { events: clicks(code, `lc-${i}`, 5) })).status).toBe(202)
         await drained(svc.service)
