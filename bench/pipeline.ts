@@ -11,6 +11,7 @@ import { memoryKb } from './proc.ts'
  */
 
 export interface QueueCounts {
+  /** jobs not done, plus groups applied whose rows are not yet in ClickHouse (the outbox) */
   pending: number
   failed: number
 }
@@ -42,7 +43,8 @@ export async function openPipeline(dataDir: string): Promise<Pipeline> {
   connection.on('error', (e: Error) => {
     process.stderr.write(`bench redis connection: ${e.message}\n`)
   })
-  const queue = new Queue('ingest', { connection, prefix: makeKeys('ra').bullPrefix() })
+  const keys = makeKeys('ra')
+  const queue = new Queue('ingest', { connection, prefix: keys.bullPrefix() })
   // idle but for the pings: how long redis-server takes to answer anyone under the load
   const pinger = new Redis({ host: '127.0.0.1', port: state.port, maxRetriesPerRequest: 1 })
   pinger.on('error', () => {})
@@ -51,8 +53,9 @@ export async function openPipeline(dataDir: string): Promise<Pipeline> {
     redisPort: state.port,
     counts: async () => {
       const c = await queue.getJobCounts('wait', 'active', 'delayed', 'prioritized', 'failed')
+      const outbox = await connection.llen(keys.outbox())
       return {
-        pending: (c.wait ?? 0) + (c.active ?? 0) + (c.delayed ?? 0) + (c.prioritized ?? 0),
+        pending: (c.wait ?? 0) + (c.active ?? 0) + (c.delayed ?? 0) + (c.prioritized ?? 0) + outbox,
         failed: c.failed ?? 0,
       }
     },

@@ -5,7 +5,7 @@ import { getOrCreateCode } from '@referral/api'
 import { migrate, openClickHouse } from '@referral/clickhouse'
 import { makeKeys, makeRedis, newId, type QueuedEvent, whenReady } from '@referral/core'
 import { startRedisServer } from '@referral/server'
-import { applyJobs, finishJobs, storeGroup } from '@referral/workers'
+import { applyJobs, flushOutbox } from '@referral/workers'
 
 /** Times the worker's steps on 5000-event jobs, outside HTTP and BullMQ. */
 const dir = mkdtempSync(join(tmpdir(), 'ra-prof-'))
@@ -25,7 +25,6 @@ const code = await getOrCreateCode(redis, keys, 'ref')
 const opts = {
   attributionWindowMs: 30 * 86_400_000,
   dedupWindowSeconds: 8 * 86_400,
-  resolutionTtlSeconds: 3600,
 }
 const N = Number(process.argv[2] ?? 5000)
 let tApply = 0
@@ -67,12 +66,11 @@ for (let j = 0; j < JOBS; j++) {
   await new Promise((r) => setTimeout(r, 5))
   block.reset()
   const a = performance.now()
-  const groups = await applyJobs(redis, keys, [{ id: `job-${j}`, events }], opts)
+  await applyJobs(redis, keys, [{ id: `job-${j}`, events }], opts)
   const b = performance.now()
   blockApply = Math.max(blockApply, block.widest)
   block.reset()
-  for (const g of groups) await storeGroup(ch, g)
-  await finishJobs(redis, keys, [`job-${j}`], groups)
+  await flushOutbox(redis, keys, ch)
   const c = performance.now()
   blockStore = Math.max(blockStore, block.widest)
   tApply += b - a

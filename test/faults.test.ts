@@ -1,4 +1,6 @@
+import { makeRedis, whenReady } from '@referral/core'
 import { startRedisServer } from '@referral/server'
+import { outboxStatus } from '@referral/workers'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { codeFor, eventually, type Http, http, statsFor } from './support/client.ts'
 import { startTestRedis, tempDir } from './support/env.ts'
@@ -13,7 +15,8 @@ describe('when a dependency fails', () => {
 
   beforeAll(async () => {
     redis = await startTestRedis(`${dir.path}/redis`)
-    svc = await startTestService(`${dir.path}/data`, redis.url)
+    // small batches: the outbox holds 5 of them (50 rows) before the applier waits for ClickHouse
+    svc = await startTestService(`${dir.path}/data`, redis.url, { CLICKHOUSE_BATCH_ROWS: '10' })
     api = http(svc.url)
     code = await codeFor(api, 'ref')
   })
@@ -23,24 +26,39 @@ describe('when a dependency fails', () => {
     dir.remove()
   })
 
-  it('ClickHouse unavailable: events wait in the queue and land when it is back', async () => {
+  it('ClickHouse unavailable: events are counted at once, their rows wait in the outbox, then in the queue, and land when it is back', async () => {
     await svc.ch.client.command({ query: 'DETACH TABLE events' })
-    const res = await api.post('/v1/events', {
-      events: Array.from({ length: 30 }, (_, i) => ({ type: 'click', id: `ch-${i}`, code })),
-    })
-    expect(res.status).toBe(202)
     const q = svc.service.queue
     if (q === null) throw new Error('no queue')
-    // the job is failing and scheduled for retry, not dropped
-    await eventually(async () => {
-      const jobs = await q.getJobs(['delayed', 'wait', 'active'])
-      expect(jobs.some((j) => j.attemptsMade > 0)).toBe(true)
-    })
+    const send = async (prefix: string) => {
+      const res = await api.post('/v1/events', {
+        events: Array.from({ length: 30 }, (_, i) => ({ type: 'click', id: `${prefix}-${i}`, code })),
+      })
+      expect(res.status).toBe(202)
+    }
+    const own = await whenReady(makeRedis(redis.url, 'command', 'test'))
+    const waitingRows = async () => (await outboxStatus(own, svc.service.keys)).rows
+    await send('ch1')
+    // the counters do not wait for ClickHouse: the rows do, in Redis
+    await eventually(async () => expect((await statsFor(api, 'ref')).total_clicks).toBe(30))
+    expect(await waitingRows()).toBe(30)
+    await send('ch2')
+    await eventually(async () => expect((await statsFor(api, 'ref')).total_clicks).toBe(60))
+    // 60 rows wait, past the outbox's 5 batches of CLICKHOUSE_BATCH_ROWS=10: the next job waits in the queue
+    await send('ch3')
+    await new Promise((r) => setTimeout(r, 1_000))
+    expect(await q.getWaitingCount()).toBe(1)
+    expect((await statsFor(api, 'ref')).total_clicks).toBe(60)
+    expect(svc.service.ingestWorker?.stats.storeFailures ?? 0).toBeGreaterThan(0)
+
     await svc.ch.client.command({ query: 'ATTACH TABLE events' })
     await drained(svc.service, 60_000)
-    expect(await count(svc.ch, "SELECT count() AS n FROM events WHERE startsWith(id, 'ch-')")).toBe(30)
-    expect((await statsFor(api, 'ref')).total_clicks).toBe(30)
+    expect(await count(svc.ch, "SELECT count() AS n FROM events WHERE startsWith(id, 'ch')")).toBe(90)
+    expect(await count(svc.ch, "SELECT uniqExact(id) AS n FROM events WHERE startsWith(id, 'ch')")).toBe(90)
+    expect((await statsFor(api, 'ref')).total_clicks).toBe(90)
     expect(await q.getFailedCount()).toBe(0)
+    expect(await waitingRows()).toBe(0)
+    own.disconnect()
   })
 
   it('Redis unreachable: ingest answers 503 within 2 s, accepts nothing, and recovers by itself', async () => {
@@ -77,6 +95,6 @@ describe('when a dependency fails', () => {
       await count(svc.ch, "SELECT count() AS n FROM events WHERE id IN ('before-kill', 'after-restart')"),
     ).toBe(2)
     expect(await count(svc.ch, "SELECT count() AS n FROM events WHERE id = 'while-down'")).toBe(0)
-    expect((await statsFor(api, 'ref')).total_clicks).toBe(32)
+    expect((await statsFor(api, 'ref')).total_clicks).toBe(92)
   })
 })

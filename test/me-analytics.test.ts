@@ -192,7 +192,7 @@ describe('referrer analytics', () => {
     expect(body.payout_forecast).toMatchObject({ cash_balance_cents: 0, reached: false, expected_date: null })
   })
 
-  it('streams the stats at connect and again within a second of a change', async () => {
+  it('streams the stats at connect, again within a second of a change, and when the reports have it', async () => {
     const code = await codeFor(api, 'ella')
     const controller = new AbortController()
     const res = await fetch(`${svc.url}/v1/me/stream`, {
@@ -204,26 +204,37 @@ describe('referrer analytics', () => {
     if (reader === undefined) throw new Error('no body')
     const decoder = new TextDecoder()
     let buffer = ''
-    const nextStats = async (): Promise<{ total_clicks: number }> => {
+    const nextStats = async (): Promise<{ total_clicks: number; reports_as_of: string | null }> => {
       for (;;) {
         const m = buffer.match(/event: stats\ndata: (.*)\n/)
         if (m?.[1] !== undefined) {
           buffer = buffer.slice((m.index ?? 0) + m[0].length)
-          return JSON.parse(m[1]) as { total_clicks: number }
+          return JSON.parse(m[1]) as { total_clicks: number; reports_as_of: string | null }
         }
         const { value, done } = await reader.read()
         if (done) throw new Error('stream ended')
         buffer += decoder.decode(value, { stream: true })
       }
     }
+    const seriesClicks = async () => {
+      const res = await fetch(`${svc.url}/v1/me/earnings?interval=hour`, { headers: await as('ella') })
+      const body = (await res.json()) as { points: Array<{ clicks: number }> }
+      return body.points.reduce((a, p) => a + p.clicks, 0)
+    }
     try {
       const first = await nextStats()
+      const clicksBefore = await seriesClicks()
       const sent = Date.now()
       await api.post('/v1/events', { type: 'click', id: 'e-live', code, user_agent: BROWSER_UA })
       const next = await nextStats()
       expect(next.total_clicks).toBe(first.total_clicks + 1)
       expect(Date.now() - sent).toBeLessThan(1000)
       expect(svc.service.hub?.clients).toBe(1)
+      // and again once the click is in ClickHouse, where the series reads it
+      const stored = await nextStats()
+      expect(stored.total_clicks).toBe(next.total_clicks)
+      expect(Date.parse(stored.reports_as_of ?? '')).toBeGreaterThanOrEqual(sent)
+      expect(await seriesClicks()).toBe(clicksBefore + 1)
     } finally {
       controller.abort()
     }

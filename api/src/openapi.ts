@@ -74,7 +74,8 @@ const OPERATIONS: Operation[] = [
   {
     method: 'get',
     path: '/v1/me/stats',
-    summary: 'The six metrics, track, wallet and cash balances, as_of',
+    summary:
+      "The six metrics, track, wallet and cash balances, as_of, and reports_as_of (when the reports last took in this referrer's events)",
     auth: 'jwt',
     responses: { '200': 'ok' },
   },

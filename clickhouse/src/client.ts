@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
+import { Readable } from 'node:stream'
 import { type ClickHouseClient, type ClickHouseClientConfigOptions, createClient } from '@clickhouse/client'
 import type { Config } from '@referral/core'
 import { createChdbConnection } from 'chdb/connection'
@@ -13,8 +14,28 @@ export interface ClickHouse {
   mode: 'chdb' | 'http'
   /** CLICKHOUSE_CLUSTER: tables are replicated local tables behind Distributed ones (cluster.ts) */
   cluster: string | null
+  /**
+   * Inserts a TabSeparated body into the named columns. With a dedup token, the same insert
+   * again adds nothing (the tables set non_replicated_deduplication_window, and the views
+   * they feed dedup with them). On chDB the body goes to the engine as one buffer, parsed on
+   * its own threads; over HTTP it is the request body.
+   */
+  insertTsv(insert: TsvInsert): Promise<void>
   close(): Promise<void>
 }
+
+export interface TsvInsert {
+  table: string
+  columns: readonly string[]
+  /** lines ended by newlines, in `columns` order */
+  body: Buffer
+  dedupToken: string
+}
+
+const dedupSettings = (token: string) => ({
+  insert_deduplication_token: token,
+  deduplicate_blocks_in_dependent_materialized_views: 1 as const,
+})
 
 /**
  * One ClickHouse client for the process. Embedded (no CLICKHOUSE_URL): chDB in-process with
@@ -45,18 +66,45 @@ export async function openClickHouse(config: Pick<Config, 'clickhouse' | 'dataDi
           : { insert_distributed_sync: 1, distributed_product_mode: 'global' as const }),
       },
     })
-    return { client, database, mode: 'http', cluster, close: () => client.close() }
+    const insertTsv = async (i: TsvInsert) => {
+      if (i.body.length === 0) return
+      await client.insert({
+        table: i.table,
+        columns: nonEmpty(i.columns),
+        values: Readable.from([i.body]),
+        format: 'TabSeparated',
+        clickhouse_settings: dedupSettings(i.dedupToken),
+      })
+    }
+    return { client, database, mode: 'http', cluster, insertTsv, close: () => client.close() }
   }
   const path = join(config.dataDir, 'clickhouse')
   mkdirSync(path, { recursive: true })
-  const client = createClient({ connection: asClientConnection(createChdbConnection({ path })) })
+  const connection = createChdbConnection({ path })
+  const client = createClient({ connection: asClientConnection(connection) })
   await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${database}` })
   // chDB keeps one session per process: USE sticks for every later query on it.
   await client.command({ query: `USE ${database}` })
   const rs = await client.query({ query: 'SELECT currentDatabase() AS db', format: 'JSONEachRow' })
   const [row] = await rs.json<{ db: string }>()
   if (row?.db !== database) throw new Error(`chDB did not select database ${database} (got ${row?.db})`)
-  return { client, database, mode: 'chdb', cluster: null, close: () => client.close() }
+  const insertTsv = async (i: TsvInsert) => {
+    if (i.body.length === 0) return
+    await connection.chdb.rawInsert({
+      table: i.table,
+      columns: i.columns,
+      values: i.body,
+      format: 'TabSeparated',
+      settings: dedupSettings(i.dedupToken),
+    })
+  }
+  return { client, database, mode: 'chdb', cluster: null, insertTsv, close: () => client.close() }
+}
+
+function nonEmpty(columns: readonly string[]): [string, ...string[]] {
+  const [first, ...rest] = columns
+  if (first === undefined) throw new Error('an insert needs at least one column')
+  return [first, ...rest]
 }
 
 /**

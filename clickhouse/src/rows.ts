@@ -70,18 +70,255 @@ export interface LedgerRow {
 }
 
 /**
- * An event row without its empty ('' or 0) fields: what is stored in Redis until the row is
- * in ClickHouse, and what is inserted (JSONEachRow fills omitted columns with defaults).
- * About a third of a full row for a click.
+ * Rows as ClickHouse's TabSeparated text, the format the worker inserts and keeps in Redis
+ * until the rows are stored: one line per row, the columns in the order listed here
+ * (`INSERT INTO events (EVENT_COLUMNS) FORMAT TabSeparated`). chDB parses it about twice as
+ * fast as JSONEachRow and takes it as one buffer, off the event loop.
  */
-export type CompactEventRow = Pick<EventRow, 'id' | 'type' | 'ts' | 'received_at'> & Partial<EventRow>
+export const EVENT_COLUMNS = [
+  'id',
+  'type',
+  'ts',
+  'received_at',
+  'referrer_id',
+  'code',
+  'user_id',
+  'visitor_id',
+  'counted',
+  'first_purchase',
+  'note',
+  'amount_cents',
+  'commission_cents',
+  'track',
+  'currency',
+  'plan',
+  'purchase_id',
+  'url',
+  'referrer_url',
+  'utm_source',
+  'utm_medium',
+  'utm_campaign',
+  'ip',
+  'user_agent',
+  'country',
+  'is_bot',
+  'flags',
+  'signup_visitor_id',
+  'signed_up_at',
+  'signup_flagged',
+  'actor',
+  'reason',
+] as const satisfies ReadonlyArray<keyof EventRow>
 
-export function compactRow(row: EventRow): CompactEventRow {
-  const out: Record<string, unknown> = {}
-  // a plain loop: this runs for every event, and Object.entries allocates an array per row
-  for (const k in row) {
-    const v = row[k as keyof EventRow]
-    if (v !== '' && v !== 0) out[k] = v
+export const LEDGER_COLUMNS = [
+  'entry_id',
+  'kind',
+  'user_id',
+  'account',
+  'amount_cents',
+  'event_id',
+  'source_user_id',
+  'credit_id',
+  'ts',
+] as const satisfies ReadonlyArray<keyof LedgerRow>
+
+const NEEDS_ESCAPE = /[\\\t\n\r\0]/
+const ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r', '\0': '\\0' }
+
+/** A string as a TabSeparated field: backslash, tab, newline, carriage return and NUL escaped. */
+export function tsvString(s: string): string {
+  return s.length === 0 || !NEEDS_ESCAPE.test(s) ? s : s.replace(/[\\\t\n\r\0]/g, (c) => ESCAPES[c] ?? c)
+}
+
+const TAB = 9
+const NL = 10
+const BACKSLASH = 92
+/** the letter after a backslash for each character TabSeparated escapes (0 for the others) */
+const ESCAPE_LETTER = new Uint8Array(128)
+ESCAPE_LETTER[0] = 48 // \0
+ESCAPE_LETTER[TAB] = 116 // \t
+ESCAPE_LETTER[NL] = 110 // \n
+ESCAPE_LETTER[13] = 114 // \r
+ESCAPE_LETTER[BACKSLASH] = BACKSLASH
+
+/**
+ * Builds a TabSeparated body straight into bytes: fields are copied character by character
+ * (escaped on the way), without the strings a line per row would make. On this machine a
+ * 10,000-row body took ~40 ms as joined template strings and a few ms this way.
+ */
+export class TsvWriter {
+  private buf: Buffer
+  private pos = 0
+  private lastTime = 0
+  private lastTimeAt = 0
+
+  constructor(initialBytes = 64 * 1024) {
+    this.buf = Buffer.allocUnsafe(initialBytes)
   }
-  return out as CompactEventRow
+
+  get length(): number {
+    return this.pos
+  }
+
+  private room(bytes: number): void {
+    if (this.pos + bytes <= this.buf.length) return
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + bytes))
+    this.buf.copy(next, 0, 0, this.pos)
+    this.buf = next
+  }
+
+  /** a string field, escaped (what follows it is the caller's: tab() or end()) */
+  str(s: string): this {
+    const n = s.length
+    this.room(n * 3)
+    const b = this.buf
+    let p = this.pos
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i)
+      if (c >= 128) {
+        // the rest has characters beyond ASCII: escaped as text, written as UTF-8
+        this.pos = p
+        p += b.write(tsvString(s.slice(i)), p, 'utf8')
+        break
+      }
+      const e = ESCAPE_LETTER[c] ?? 0
+      if (e !== 0) {
+        b[p++] = BACKSLASH
+        b[p++] = e
+      } else b[p++] = c
+    }
+    this.pos = p
+    return this
+  }
+
+  /** an integer field */
+  int(n: number): this {
+    if (n >= 0 && n < 10) {
+      this.room(1)
+      this.buf[this.pos++] = 48 + n
+      return this
+    }
+    return this.ascii(String(n))
+  }
+
+  /** a DateTime64(3) field from epoch milliseconds */
+  time(ms: number): this {
+    if (ms < 1e12 || ms >= 1e13) return this.ascii(tsvTime(ms))
+    // 13 digits: ten of seconds, a point, three of milliseconds (rows of a batch share times)
+    this.room(14)
+    const b = this.buf
+    const p = this.pos
+    if (ms === this.lastTime) {
+      b.copy(b, p, this.lastTimeAt, this.lastTimeAt + 14)
+      this.pos = p + 14
+      return this
+    }
+    this.lastTime = ms
+    this.lastTimeAt = p
+    let v = ms
+    for (let i = 13; i >= 11; i--) {
+      b[p + i] = 48 + (v % 10)
+      v = Math.floor(v / 10)
+    }
+    b[p + 10] = 46
+    for (let i = 9; i >= 0; i--) {
+      b[p + i] = 48 + (v % 10)
+      v = Math.floor(v / 10)
+    }
+    this.pos = p + 14
+    return this
+  }
+
+  /** an Array(String) field: ['a','b'] (its elements quoted and escaped, the field as it is) */
+  array(items: readonly string[] | undefined): this {
+    const text = tsvArray(items)
+    this.room(text.length * 3)
+    this.pos += this.buf.write(text, this.pos, 'utf8')
+    return this
+  }
+
+  tab(): this {
+    this.room(1)
+    this.buf[this.pos++] = TAB
+    return this
+  }
+
+  /** ends a row */
+  end(): this {
+    this.room(1)
+    this.buf[this.pos++] = NL
+    return this
+  }
+
+  /** the body written so far, in a buffer of its own */
+  take(): Buffer {
+    return Buffer.from(this.buf.subarray(0, this.pos))
+  }
+
+  private ascii(s: string): this {
+    const n = s.length
+    this.room(n)
+    for (let i = 0; i < n; i++) this.buf[this.pos++] = s.charCodeAt(i)
+    return this
+  }
+}
+
+const EPOCH = '1970-01-01 00:00:00.000'
+
+/**
+ * Epoch milliseconds as a DateTime64(3) field: seconds with three decimals. ClickHouse reads a
+ * short number as a date instead ("0.000" is refused), so times before 2001 are written out.
+ */
+export function tsvTime(ms: number): string {
+  if (ms === 0) return EPOCH
+  if (ms < 1e12) return new Date(ms).toISOString().replace('T', ' ').slice(0, 23)
+  const s = Math.floor(ms / 1000)
+  const frac = ms - s * 1000
+  return `${s}.${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}`
+}
+
+/** An Array(String) field's text: ['a','b'], each element quoted, its quotes and specials escaped. */
+function tsvArray(items: readonly string[] | undefined): string {
+  if (items === undefined || items.length === 0) return '[]'
+  return `[${items.map((i) => `'${tsvString(i).replaceAll("'", "\\'")}'`).join(',')}]`
+}
+
+/** Appends one events row, in EVENT_COLUMNS order. */
+export function writeEvent(w: TsvWriter, r: EventRow): void {
+  w.str(r.id).tab().str(r.type).tab().time(r.ts).tab().time(r.received_at).tab()
+  w.str(r.referrer_id).tab().str(r.code).tab().str(r.user_id).tab().str(r.visitor_id).tab()
+  w.int(r.counted).tab().int(r.first_purchase).tab().str(r.note).tab()
+  w.int(r.amount_cents).tab().int(r.commission_cents).tab()
+  w.str(r.track).tab().str(r.currency).tab().str(r.plan).tab().str(r.purchase_id).tab()
+  w.str(r.url).tab().str(r.referrer_url).tab()
+  w.str(r.utm_source).tab().str(r.utm_medium).tab().str(r.utm_campaign).tab()
+  w.str(r.ip).tab().str(r.user_agent).tab().str(r.country).tab().int(r.is_bot).tab()
+  w.array(r.flags).tab()
+  w.str(r.signup_visitor_id ?? '')
+    .tab()
+    .time(r.signed_up_at ?? 0)
+    .tab()
+    .int(r.signup_flagged ?? 0)
+    .tab()
+  w.str(r.actor ?? '')
+    .tab()
+    .str(r.reason ?? '')
+    .end()
+}
+
+/** Appends one ledger row, in LEDGER_COLUMNS order. */
+export function writeLedger(w: TsvWriter, r: LedgerRow): void {
+  w.str(r.entry_id).tab().str(r.kind).tab().str(r.user_id).tab().str(r.account).tab()
+  w.int(r.amount_cents).tab().str(r.event_id).tab().str(r.source_user_id).tab()
+  w.str(r.credit_id ?? '')
+    .tab()
+    .time(r.ts)
+    .end()
+}
+
+/** Rows as one TabSeparated body (empty for none). */
+export function tsvOf<R>(rows: readonly R[], write: (w: TsvWriter, r: R) => void): Buffer {
+  const w = new TsvWriter(Math.max(256, rows.length * 160))
+  for (const r of rows) write(w, r)
+  return w.take()
 }

@@ -14,6 +14,8 @@
 export interface Keys {
   /** event id already taken by the pipeline (string "1", TTL = dedup window) */
   marker(type: string, id: string): string
+  /** what every marker key starts with: the commit script makes them from `type:id` */
+  markerPrefix(): string
   /** code -> owner user id (string) */
   code(code: string): string
   /** per user: code, referrer, signed_up_at, referred_at, converted_at, track (hash) */
@@ -55,10 +57,16 @@ export interface Keys {
   stats(userId: string): string
   /** counters over all referrers (hash) */
   globalStats(): string
-  /** the group a job was applied in, until its rows are in ClickHouse (string) */
-  jobGroup(jobId: string): string
   /** what a group of jobs resolved, kept until its rows are in ClickHouse (JSON) */
   group(groupId: string): string
+  /** groups applied and not yet in ClickHouse, oldest first: "<group id> <rows>" (list) */
+  outbox(): string
+  /** rows in the outbox's groups (string counter) */
+  outboxRows(): string
+  /** the groups being inserted into ClickHouse now, and the insert's dedup token (JSON) */
+  storeBatch(): string
+  /** held by the one process that inserts the outbox into ClickHouse (fencing token) */
+  storeLock(): string
   /** held by the one applier that may write program state (fencing token) */
   applyLock(): string
   /** pub/sub channel: JSON array of user ids whose stats changed */
@@ -78,6 +86,7 @@ export function makeKeys(prefix: string): Keys {
   const p = `{${prefix}}:`
   return {
     marker: (type, id) => `${p}ev:${type}:${id}`,
+    markerPrefix: () => `${p}ev:`,
     code: (code) => `${p}code:${code}`,
     user: (userId) => `${p}user:${userId}`,
     visitor: (visitorId) => `${p}visitor:${visitorId}`,
@@ -99,8 +108,11 @@ export function makeKeys(prefix: string): Keys {
     webhookDelivery: (id) => `${p}wh-delivery:${id}`,
     stats: (userId) => `${p}stats:${userId}`,
     globalStats: () => `${p}stats-global`,
-    jobGroup: (jobId) => `${p}job:${jobId}`,
     group: (groupId) => `${p}group:${groupId}`,
+    outbox: () => `${p}outbox`,
+    outboxRows: () => `${p}outbox-rows`,
+    storeBatch: () => `${p}store-batch`,
+    storeLock: () => `${p}store-lock`,
     applyLock: () => `${p}apply-lock`,
     statsChannel: () => `${prefix}:stats-changed`,
     feedChannel: () => `${prefix}:feed`,

@@ -48,8 +48,11 @@ describe('key layout for Redis Cluster', () => {
       keys.stripeAccount('acct_1'),
       keys.stats('u4'),
       keys.globalStats(),
-      keys.jobGroup('j1'),
       keys.group('g1'),
+      keys.outbox(),
+      keys.outboxRows(),
+      keys.storeBatch(),
+      keys.storeLock(),
       keys.layout(),
       // an id that itself holds braces does not move its key
       keys.user('{evil}'),

@@ -1,6 +1,6 @@
 import { backfillRollups, type ClickHouse, openClickHouse } from '@referral/clickhouse'
 import { type Config, makeKeys, makeRedis, parseConfig, QUEUE_NAMES, whenReady } from '@referral/core'
-import { reconcile, replayDeadLetters } from '@referral/workers'
+import { outboxStatus, reconcile, replayDeadLetters } from '@referral/workers'
 import { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { type RedisServer, startRedisServer } from './redis-server.ts'
@@ -99,10 +99,13 @@ export async function runOps(
       ch = await openClickHouse(config)
       const pending = await queue.getJobCounts('wait', 'active', 'delayed', 'prioritized')
       const inFlight = Object.values(pending).reduce((a, b) => a + b, 0)
-      if (inFlight > 0) {
-        say(`${inFlight} ingest jobs are not done yet: counters run ahead of ClickHouse until they are.`)
+      const waiting = (await outboxStatus(r.redis, keys)).rows
+      if (inFlight > 0 || waiting > 0) {
+        say(
+          `${inFlight} ingest jobs are not done yet and ${waiting} applied rows wait for ClickHouse (the outbox): counters run ahead of ClickHouse until they are stored.`,
+        )
         if (fix && !force)
-          throw new Error('refusing to --fix while jobs are pending (add --force to do it anyway)')
+          throw new Error('refusing to --fix while events are pending (add --force to do it anyway)')
       }
       const report = await reconcile(ch, r.redis, keys, { fix })
       for (const d of report.drift) {

@@ -8,6 +8,7 @@ import { type ClickHouse, migrate, openClickHouse, queryRows } from '@referral/c
 import {
   INGEST_JOB_OPTIONS,
   type JobPayloads,
+  type Keys,
   type Logger,
   makeKeys,
   makeRedis,
@@ -22,6 +23,7 @@ import {
 import {
   type IngestWorker,
   makeWebhooks,
+  outboxStatus,
   startIngestWorker,
   startPayoutWorker,
   startWebhookWorker,
@@ -39,6 +41,8 @@ export interface Service {
   /** where the HTTP server listens (when this process serves HTTP) */
   url: string | undefined
   redisUrl: string
+  /** the Redis key layout of this service (QUEUE_PREFIX) */
+  keys: Keys
   ch: ClickHouse | null
   redisServer: RedisServer | null
   committer: GroupCommitter | null
@@ -164,15 +168,27 @@ export async function startService(opts: StartOptions): Promise<Service> {
       })
       metrics.add({
         name: 'ra_clickhouse_insert_seconds_total',
-        help: 'time spent inserting groups into ClickHouse (divide by ra_clickhouse_inserts_total: latency)',
+        help: 'time spent inserting outbox batches into ClickHouse (divide by ra_clickhouse_inserts_total: latency)',
         type: 'counter',
         read: () => stats.insertMs / 1000,
       })
       metrics.add({
         name: 'ra_clickhouse_inserts_total',
-        help: 'group inserts into ClickHouse (events and ledger rows)',
+        help: 'outbox batches inserted into ClickHouse (events and ledger rows)',
         type: 'counter',
         read: () => stats.inserts,
+      })
+      metrics.add({
+        name: 'ra_clickhouse_rows_stored_total',
+        help: 'rows (events and ledger) inserted from the outbox',
+        type: 'counter',
+        read: () => stats.storedRows,
+      })
+      metrics.add({
+        name: 'ra_clickhouse_store_failures_total',
+        help: 'outbox inserts that failed and were tried again (ClickHouse away or refusing)',
+        type: 'counter',
+        read: () => stats.storeFailures,
       })
       metrics.add({
         name: 'ra_apply_seconds_total',
@@ -204,7 +220,8 @@ export async function startService(opts: StartOptions): Promise<Service> {
       ingestWorker = await startIngestWorker({ config, redisUrl, keys, ch, log })
       const w = ingestWorker
       workerMetrics(w.stats)
-      cleanups.push(() => w.close())
+      // what cannot reach ClickHouse in half the grace period waits in Redis for the next start
+      cleanups.push(() => w.close(Date.now() + config.shutdownGraceMs / 2))
       const whConn = makeRedis(redisUrl, 'worker', 'webhooks')
       whConn.on('error', (e) => log.warn({ err: e.message }, 'webhook redis'))
       const webhooks = makeWebhooks({ config, redis: whConn, keys })
@@ -338,6 +355,21 @@ export async function startService(opts: StartOptions): Promise<Service> {
         },
       })
       metrics.add({
+        name: 'ra_outbox_rows',
+        help: 'rows applied to the counters and waiting in Redis for their ClickHouse insert',
+        type: 'gauge',
+        read: async () => (await outboxStatus(commandConn, keys)).rows,
+      })
+      metrics.add({
+        name: 'ra_outbox_lag_seconds',
+        help: 'how long the oldest group in the outbox has waited: how far ClickHouse is behind the counters',
+        type: 'gauge',
+        read: async () => {
+          const { oldestAt } = await outboxStatus(commandConn, keys)
+          return oldestAt === null ? 0 : Math.max(0, (Date.now() - oldestAt) / 1000)
+        },
+      })
+      metrics.add({
         name: 'ra_ingest_queue_failed_jobs',
         help: 'ingest jobs in the failed set',
         type: 'gauge',
@@ -421,6 +453,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
     return {
       url,
       redisUrl,
+      keys,
       ch,
       redisServer,
       committer,

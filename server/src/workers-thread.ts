@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads'
 import type { Logger, ResolvedConfig } from '@referral/core'
+import type { IngestStats } from '@referral/workers'
 
 /**
  * The workers of the all-in-one process on their own thread: the ingest worker (resolving,
@@ -9,15 +10,7 @@ import type { Logger, ResolvedConfig } from '@referral/core'
  * that dies is started again; the jobs it held come back through BullMQ's stalled check.
  */
 
-export interface WorkerStats {
-  groups: number
-  jobs: number
-  events: number
-  failures: number
-  applyMs: number
-  insertMs: number
-  inserts: number
-}
+export type WorkerStats = IngestStats
 
 export type ToThread = { type: 'stop' }
 export type FromThread =
@@ -59,6 +52,8 @@ export async function startWorkersThread(opts: {
     applyMs: 0,
     insertMs: 0,
     inserts: 0,
+    storedRows: 0,
+    storeFailures: 0,
   })
   const done = zero()
   let last = zero()

@@ -1,7 +1,9 @@
 import type { ClickHouse } from '@referral/clickhouse'
 import { queryRows } from '@referral/clickhouse'
+import { makeRedis, whenReady } from '@referral/core'
 import type { Service } from '@referral/server'
 import { startService } from '@referral/server'
+import { outboxStatus } from '@referral/workers'
 import { silentLog, testConfig } from './env.ts'
 
 /** The whole service in this process: API + workers, on the given data dir and Redis. */
@@ -13,17 +15,26 @@ export async function startTestService(dataDir: string, redisUrl: string, env: R
   return { service, url: service.url, ch: service.ch, config }
 }
 
-/** Waits until the ingest queue has nothing waiting, running or scheduled for retry. */
+/**
+ * Waits until the ingest queue has nothing waiting, running or scheduled for retry, and the
+ * outbox is empty: every accepted event is counted and its rows are in ClickHouse.
+ */
 export async function drained(service: Service, timeoutMs = 30_000): Promise<void> {
   const q = service.queue
   if (q === null) throw new Error('no queue in this process')
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    const c = await q.getJobCounts('wait', 'active', 'delayed', 'prioritized')
-    if (Object.values(c).every((n) => n === 0)) return
-    await new Promise((r) => setTimeout(r, 50))
+  const redis = await whenReady(makeRedis(service.redisUrl, 'command', 'test-drained'))
+  try {
+    const deadline = Date.now() + timeoutMs
+    while (Date.now() < deadline) {
+      const c = await q.getJobCounts('wait', 'active', 'delayed', 'prioritized')
+      const empty = Object.values(c).every((n) => n === 0)
+      if (empty && (await outboxStatus(redis, service.keys)).groups === 0) return
+      await new Promise((r) => setTimeout(r, 50))
+    }
+  } finally {
+    redis.disconnect()
   }
-  throw new Error('the ingest queue did not drain')
+  throw new Error('the ingest queue or the outbox did not drain')
 }
 
 export async function count(

@@ -58,9 +58,10 @@ function Dashboard(props: { session: Session }) {
           Track <strong>{live.stats()?.track === 'partner' ? 'Partner' : 'Basic'}</strong>
         </span>
       </section>
-      <EarningsChart refreshKey={() => live.stats()?.total_earnings_cents} />
+      {/* the chart and the referrals read ClickHouse: fetched again once new events are there */}
+      <EarningsChart refreshKey={() => live.stats()?.reports_as_of} />
       <MoneyPanel stats={live.stats()} refreshKey={() => live.stats()?.as_of} />
-      <ReferralsTable refreshKey={() => live.stats()?.total_referrals} />
+      <ReferralsTable refreshKey={() => live.stats()?.reports_as_of} />
     </main>
   )
 }

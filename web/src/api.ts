@@ -11,6 +11,8 @@ export interface Stats {
   wallet_balance_cents: number
   cash_balance_cents: number
   as_of: string
+  /** when the reports (chart, referrals) last took in this referrer's events */
+  reports_as_of: string | null
 }
 
 export interface Referral {

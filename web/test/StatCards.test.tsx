@@ -15,6 +15,7 @@ const base: Stats = {
   wallet_balance_cents: 0,
   cash_balance_cents: 0,
   as_of: '2026-11-25T00:00:00.000Z',
+  reports_as_of: null,
 }
 
 describe('StatCards', () => {

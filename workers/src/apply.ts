@@ -1,47 +1,63 @@
 import { randomUUID } from 'node:crypto'
-import { type CompactEventRow, compactRow, type EventRow, type LedgerRow } from '@referral/clickhouse'
-import { COUNTER_FIELDS, type Keys, newId, type QueuedEvent, type Track } from '@referral/core'
+import { type EventRow, tsvOf, writeEvent, writeLedger } from '@referral/clickhouse'
+import {
+  COUNTER_FIELDS,
+  type Keys,
+  newId,
+  type QueuedEvent,
+  type Track,
+  type WebhookEvent,
+} from '@referral/core'
 import type { Redis } from 'ioredis'
 import type { Resolution, ResolveOptions } from './resolution.ts'
-import { resolveBatch } from './resolve.ts'
+import { likelyNeeds, resolveBatch } from './resolve.ts'
 import {
   type CreditExpiry,
+  emptyNeeds,
   emptySnapshot,
   type HeldRefund,
+  markerId,
   type Needs,
   type PurchaseState,
   type StateSnapshot,
   type UserState,
   type VisitorState,
 } from './state.ts'
+import { eventsOfGroup } from './webhooks.ts'
 
 /**
- * Applies a job's events to the program state in Redis exactly once, and returns what the
- * job must write to ClickHouse.
+ * Applies a group of jobs' events to the program state in Redis exactly once, and hands
+ * their rows to the outbox, from which they are inserted into ClickHouse (outbox.ts).
  *
  * The applier holds a fencing lock (one applier at a time, whatever the queue does), reads
  * the state it needs, runs the rules as a pure function (resolve.ts), and commits with one
- * Lua script that checks it still holds the lock and that no event id was taken meanwhile,
- * then writes the markers, the state, the counter increments and the job's resolution
- * together. A retried job finds its stored resolution and writes the very same rows, so
- * ClickHouse's insert dedup token works.
+ * Lua script that checks it still holds the lock and takes every event id (none may have
+ * been taken meanwhile), then writes the state, the counter increments and the group's
+ * record, and appends the group to the outbox, together. A job run again (its worker died
+ * after the commit) finds every id taken and changes nothing: its rows are in the outbox.
  */
 
-export interface StoredResolution {
-  rows: CompactEventRow[]
-  ledger: LedgerRow[]
-  /** referrers whose counters this job moved */
-  changed: string[]
-  /** credits granted with an expiry, for the expiry job */
+/** What a group keeps in Redis until its rows are in ClickHouse (a hash: events, ledger, meta JSON). */
+export interface StoredGroup {
+  /** events rows, TabSeparated in EVENT_COLUMNS order */
+  events: Buffer
+  /** ledger rows, TabSeparated in LEDGER_COLUMNS order */
+  ledger: Buffer
+  rows: number
+  /** credits granted with an expiry, for the expiry jobs */
   expiries: CreditExpiry[]
+  /** outgoing webhook events (none when no endpoint is configured) */
+  webhooks: WebhookEvent[]
+  /** users whose stats the group moved: told again once its rows are in ClickHouse */
+  changed: string[]
 }
 
 export interface ApplyOptions extends ResolveOptions {
   dedupWindowSeconds: number
-  /** how long a resolution is kept if its job never completes */
-  resolutionTtlSeconds: number
   /** how long the apply lock holds without being released (ms) */
   lockTtlMs?: number
+  /** build the group's outgoing webhook events (when endpoints are configured) */
+  webhooks?: boolean
   now?: () => number
 }
 
@@ -49,29 +65,41 @@ const MAX_ROUNDS = 20
 
 export class ApplyConflictError extends Error {}
 
-/** Keep the first occurrence of each (type, id) in the order received. */
-export function uniqueEvents(events: readonly QueuedEvent[]): QueuedEvent[] {
+/** The first occurrence of each (type, id), in the order received, and their marker ids. */
+export function uniqueEvents(events: readonly QueuedEvent[]): { events: QueuedEvent[]; markers: string[] } {
   const seen = new Set<string>()
-  return events.filter((e) => {
-    const k = `${e.type}:${e.id}`
-    if (seen.has(k)) return false
+  const out: QueuedEvent[] = []
+  const markers: string[] = []
+  for (const e of events) {
+    const k = markerId(e.type, e.id)
+    if (seen.has(k)) continue
     seen.add(k)
-    return true
-  })
+    out.push(e)
+    markers.push(k)
+  }
+  return { events: out, markers }
 }
 
-// KEYS[1] the apply lock, KEYS[2..m+1] event markers, KEYS[m+2..] keys the ops write.
-// ARGV[1] lock token, ARGV[2] marker TTL (s), ARGV[3] m, then ops: name, key index, argc, args...
-// Returns 1 when applied, -1 when the lock is no longer ours, -2 when an event id was taken.
+// KEYS[1] the apply lock, KEYS[2..] keys the ops write. ARGV[1] lock token, ARGV[2] marker
+// TTL (s), ARGV[3] the marker key prefix, ARGV[4] the marker ids taken, one a line, then the
+// ops: name, key index, argc, args... The markers go as one argument, their keys made here:
+// ten thousand keys as arguments cost more to send than the script takes to run.
+// Returns 1 when applied, -1 when the lock is no longer ours, -2 when an event id was taken
+// already (the markers set before it are taken back, and nothing else is written).
 const COMMIT = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local m = tonumber(ARGV[3])
-for i = 2, m + 1 do
-  if redis.call('EXISTS', KEYS[i]) == 1 then return -2 end
+local set = {}
+for id in string.gmatch(ARGV[4], '[^\\n]+') do
+  local key = ARGV[3] .. id
+  if not redis.call('SET', key, '1', 'EX', ARGV[2], 'NX') then
+    for _, k in ipairs(set) do redis.call('DEL', k) end
+    return -2
+  end
+  set[#set + 1] = key
 end
-for i = 2, m + 1 do redis.call('SET', KEYS[i], '1', 'EX', ARGV[2]) end
-local allowed = { SET = true, HSET = true, HINCRBY = true, DEL = true, ZADD = true, ZREM = true, PUBLISH = true }
-local i = 4
+local allowed = { SET = true, HSET = true, HINCRBY = true, DEL = true, ZADD = true, ZREM = true,
+  RPUSH = true, INCRBY = true, PUBLISH = true }
+local i = 5
 while i <= #ARGV do
   local op, key, argc = ARGV[i], KEYS[tonumber(ARGV[i + 1])], tonumber(ARGV[i + 2])
   if not allowed[op] then return redis.error_reply('op not allowed: ' .. op) end
@@ -93,62 +121,51 @@ export interface JobInput {
   events: readonly QueuedEvent[]
 }
 
-/** The rows of one group of jobs applied together, to be inserted with the group's token. */
+/** A group of jobs applied together: what it resolved, and the record the outbox keeps. */
 export interface AppliedGroup {
   groupId: string
-  resolution: StoredResolution
+  resolution: Resolution
+  record: StoredGroup
 }
 
 /**
- * Applies a group of jobs (in queue order) as one batch. Each job remembers the group it was
- * applied in (`job:<id>` -> group id), and the group keeps its rows until they are stored,
- * so a job retried alone, or with other jobs, finds its group and the very same rows.
- * Returns the groups whose rows still have to be inserted.
+ * Applies a group of jobs (in queue order) as one batch and puts its rows in the outbox.
+ * Returns null when the jobs changed nothing (every event id was taken before: a job run
+ * again, or events sent again).
  */
 export async function applyJobs(
   redis: Redis,
   keys: Keys,
   jobs: readonly JobInput[],
   opts: ApplyOptions,
-): Promise<AppliedGroup[]> {
+): Promise<AppliedGroup | null> {
   const lock = keys.applyLock()
   const token = randomUUID()
   await acquire(redis, lock, token, opts.lockTtlMs ?? 15_000)
   try {
+    const unique = uniqueEvents(jobs.flatMap((j) => j.events))
+    // Optimistic first: the ids are taken to be new (what the commit checks anyway), so the
+    // common batch reads no markers. An id found taken at commit: read them all, and again.
+    let optimistic = true
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const known = await redis.mget(jobs.map((j) => keys.jobGroup(j.id)))
-      const groupIds = [...new Set(known.filter((g): g is string => g !== null))]
-      const earlier = await storedGroups(redis, keys, groupIds)
-      const pending = jobs.filter((_, i) => known[i] === null || known[i] === undefined)
-      if (pending.length === 0) return earlier
-      const unique = uniqueEvents(pending.flatMap((j) => j.events))
       const snapshot = emptySnapshot()
-      let result = resolveBatch(unique, snapshot, opts)
+      if (optimistic) for (const m of unique.markers) snapshot.markers.set(m, false)
+      else await load(redis, keys, { ...emptyNeeds(), markers: new Set(unique.markers) }, snapshot)
+      // what the rules surely read, at once; what they find they need besides comes next
+      await load(redis, keys, likelyNeeds(unique.events), snapshot)
+      let result = resolveBatch(unique.events, snapshot, opts)
       while (result.needs !== null) {
         await load(redis, keys, result.needs, snapshot)
-        result = resolveBatch(unique, snapshot, opts)
+        result = resolveBatch(unique.events, snapshot, opts)
       }
       const res = result.resolution
-      const group: AppliedGroup = {
-        groupId: newId(),
-        resolution: {
-          rows: res.rows.map(compactRow),
-          ledger: res.ledger,
-          changed: [
-            ...new Set([
-              ...res.counters.keys(),
-              ...res.credits.keys(),
-              ...res.cash.keys(),
-              ...res.onHold.keys(),
-            ]),
-          ],
-          expiries: res.expiries,
-        },
-      }
-      const outcome = await commit(redis, keys, lock, token, pending, group, res, opts)
-      if (outcome === 1) return [...earlier, group]
+      if (res.taken.length === 0) return null
+      const group: AppliedGroup = { groupId: newId(), resolution: res, record: recordOf(res, opts) }
+      const outcome = await commit(redis, keys, lock, token, group, opts)
+      if (outcome === 1) return group
       if (outcome === -1) throw new ApplyConflictError('lost the apply lock before committing')
-      // -2: an event id was taken since we read the markers; read again
+      // -2: an event id was taken (sent again, or taken since we read): read the markers
+      optimistic = false
     }
     throw new ApplyConflictError(`event ids kept being taken under this group for ${MAX_ROUNDS} rounds`)
   } finally {
@@ -156,25 +173,22 @@ export async function applyJobs(
   }
 }
 
-/** Groups not yet stored; a group whose record is gone was stored and finished. */
-async function storedGroups(redis: Redis, keys: Keys, groupIds: string[]): Promise<AppliedGroup[]> {
-  if (groupIds.length === 0) return []
-  const raw = await redis.mget(groupIds.map((g) => keys.group(g)))
-  return groupIds.flatMap((groupId, i) => {
-    const r = raw[i]
-    return r === null || r === undefined ? [] : [{ groupId, resolution: JSON.parse(r) as StoredResolution }]
-  })
+function recordOf(res: Resolution, opts: ApplyOptions): StoredGroup {
+  return {
+    events: tsvOf(res.rows, writeEvent),
+    ledger: tsvOf(res.ledger, writeLedger),
+    rows: res.rows.length + res.ledger.length,
+    expiries: res.expiries,
+    webhooks: opts.webhooks === true ? eventsOfGroup(res) : [],
+    changed: changedUsers(res),
+  }
 }
 
-/** After the rows are in ClickHouse: forget the groups and the jobs' links to them. */
-export async function finishJobs(
-  redis: Redis,
-  keys: Keys,
-  jobIds: readonly string[],
-  groups: readonly AppliedGroup[],
-): Promise<void> {
-  const ks = [...jobIds.map((j) => keys.jobGroup(j)), ...groups.map((g) => keys.group(g.groupId))]
-  if (ks.length > 0) await redis.del(ks)
+/** Users whose stats (counters or balances) a resolution moved. */
+export function changedUsers(res: Resolution): string[] {
+  return [
+    ...new Set([...res.counters.keys(), ...res.credits.keys(), ...res.cash.keys(), ...res.onHold.keys()]),
+  ]
 }
 
 async function acquire(redis: Redis, lock: string, token: string, ttlMs: number): Promise<void> {
@@ -186,43 +200,40 @@ async function acquire(redis: Redis, lock: string, token: string, ttlMs: number)
   }
 }
 
+/** Reads what `needs` names and the snapshot lacks: one pipeline, one MGET per string kind. */
 async function load(redis: Redis, keys: Keys, needs: Needs, snap: StateSnapshot): Promise<void> {
   const p = redis.pipeline()
   const readers: Array<(v: unknown) => void> = []
-  const markerIds = [...needs.markers]
-  if (markerIds.length > 0) {
-    p.mget(markerIds.map(markerKey(keys)))
+  const missing = <V>(have: Map<string, V>, want: Set<string>) => [...want].filter((k) => !have.has(k))
+  /** string keys read with one MGET, each value parsed into the snapshot */
+  const many = (ids: string[], key: (id: string) => string, into: (id: string, v: string | null) => void) => {
+    if (ids.length === 0) return
+    p.mget(ids.map(key))
     readers.push((v) => {
       const vals = v as Array<string | null>
-      markerIds.forEach((m, i) => {
-        snap.markers.set(m, vals[i] !== null && vals[i] !== undefined)
-      })
+      for (let i = 0; i < ids.length; i++) into(ids[i] as string, vals[i] ?? null)
     })
   }
-  for (const code of needs.codes) {
-    p.get(keys.code(code))
-    readers.push((v) => snap.codes.set(code, (v as string | null) ?? null))
-  }
-  for (const id of needs.users) {
+  many(missing(snap.markers, needs.markers), markerKey(keys), (m, v) => snap.markers.set(m, v !== null))
+  many(missing(snap.codes, needs.codes), keys.code, (c, v) => snap.codes.set(c, v))
+  many(missing(snap.visitors, needs.visitors), keys.visitor, (id, v) =>
+    snap.visitors.set(id, parseVisitor(v)),
+  )
+  many(missing(snap.held, needs.held), keys.heldRefunds, (id, v) =>
+    snap.held.set(id, v === null ? [] : (JSON.parse(v) as HeldRefund[])),
+  )
+  many(missing(snap.recent, needs.recent), keys.fraudWindow, (w, v) =>
+    snap.recent.set(w, v === null ? [] : (JSON.parse(v) as number[])),
+  )
+  for (const id of missing(snap.users, needs.users)) {
     p.hgetall(keys.user(id))
     readers.push((v) => snap.users.set(id, parseUser(v as Record<string, string>)))
   }
-  for (const id of needs.visitors) {
-    p.get(keys.visitor(id))
-    readers.push((v) => snap.visitors.set(id, parseVisitor(v as string | null)))
-  }
-  for (const id of needs.purchases) {
+  for (const id of missing(snap.purchases, needs.purchases)) {
     p.hgetall(keys.purchase(id))
     readers.push((v) => snap.purchases.set(id, parsePurchase(v as Record<string, string>)))
   }
-  for (const id of needs.held) {
-    p.get(keys.heldRefunds(id))
-    readers.push((v) => snap.held.set(id, v === null ? [] : (JSON.parse(v as string) as HeldRefund[])))
-  }
-  for (const w of needs.recent) {
-    p.get(keys.fraudWindow(w))
-    readers.push((v) => snap.recent.set(w, v === null ? [] : (JSON.parse(v as string) as number[])))
-  }
+  if (readers.length === 0) return
   const results = await p.exec()
   if (results === null) throw new Error('pipeline returned no results')
   results.forEach(([err, value], i) => {
@@ -231,9 +242,19 @@ async function load(redis: Redis, keys: Keys, needs: Needs, snap: StateSnapshot)
   })
 }
 
-const markerKey = (keys: Keys) => (m: string) => {
-  const i = m.indexOf(':')
-  return keys.marker(m.slice(0, i), m.slice(i + 1))
+/** An outbox entry: "<group id> <rows> <applied at, epoch ms>". */
+export function outboxEntry(groupId: string, rows: number, at: number): string {
+  return `${groupId} ${rows} ${at}`
+}
+
+export function parseOutboxEntry(entry: string): { groupId: string; rows: number; at: number } {
+  const [groupId = '', rows = '0', at = '0'] = entry.split(' ')
+  return { groupId, rows: Number(rows), at: Number(at) }
+}
+
+const markerKey = (keys: Keys) => {
+  const prefix = keys.markerPrefix()
+  return (m: string) => prefix + m
 }
 
 export interface FeedItem {
@@ -264,14 +285,14 @@ export function feedOf(rows: readonly EventRow[]): FeedItem[] {
 /** The writes of a resolution as the commit script's ops, with the keys they touch. */
 class OpList {
   readonly keys: string[] = []
-  readonly args: Array<string | number> = []
+  readonly args: Array<string | number | Buffer> = []
   private readonly index = new Map<string, number>()
   constructor(private readonly firstIndex: number) {}
 
   add(
-    op: 'SET' | 'HSET' | 'HINCRBY' | 'DEL' | 'ZADD' | 'ZREM',
+    op: 'SET' | 'HSET' | 'HINCRBY' | 'DEL' | 'ZADD' | 'ZREM' | 'RPUSH' | 'INCRBY',
     key: string,
-    ...args: Array<string | number>
+    ...args: Array<string | number | Buffer>
   ): void {
     let i = this.index.get(key)
     if (i === undefined) {
@@ -291,14 +312,12 @@ async function commit(
   keys: Keys,
   lock: string,
   token: string,
-  jobs: readonly JobInput[],
   group: AppliedGroup,
-  res: Resolution,
   opts: ApplyOptions,
 ): Promise<number> {
+  const res = group.resolution
   const now = (opts.now ?? Date.now)()
-  const markers = res.taken.map(markerKey(keys))
-  const ops = new OpList(2 + markers.length)
+  const ops = new OpList(2)
   for (const [id, u] of res.users) ops.add('HSET', keys.user(id), ...Object.entries(userFields(u)).flat())
   for (const [id, v] of res.visitors) {
     const ttl = Math.ceil((v.ts + opts.attributionWindowMs - now) / 1000)
@@ -337,19 +356,31 @@ async function commit(
     const ttl = Math.max(1, r.ttlMs - (now - (r.times[r.times.length - 1] ?? now)))
     ops.add('SET', keys.fraudWindow(w), JSON.stringify(r.times), 'PX', ttl)
   }
-  const ttl = opts.resolutionTtlSeconds
-  ops.add('SET', keys.group(group.groupId), JSON.stringify(group.resolution), 'EX', ttl)
-  for (const j of jobs) ops.add('SET', keys.jobGroup(j.id), group.groupId, 'EX', ttl)
-  const changed = group.resolution.changed
+  const { rows } = group.record
+  if (rows > 0 || group.record.expiries.length > 0 || group.record.webhooks.length > 0) {
+    // kept until the rows are in ClickHouse: no TTL, whatever the outage
+    const { events, ledger, ...meta } = group.record
+    ops.add(
+      'HSET',
+      keys.group(group.groupId),
+      'events',
+      events,
+      'ledger',
+      ledger,
+      'meta',
+      JSON.stringify(meta),
+    )
+    ops.add('RPUSH', keys.outbox(), outboxEntry(group.groupId, rows, now))
+    ops.add('INCRBY', keys.outboxRows(), rows)
+  }
+  const { changed } = group.record
   if (changed.length > 0) ops.publish(keys.statsChannel(), JSON.stringify(changed))
   if (res.rows.length > 0) ops.publish(keys.feedChannel(), JSON.stringify(feedOf(res.rows)))
-  // one array, never spread into the call: a large group has hundreds of thousands of
+  // one array, never spread into the call: a large group has tens of thousands of
   // arguments, past what a function call can take (RangeError: Maximum call stack size)
-  const args: Array<string | number> = [COMMIT, 0, lock]
-  for (const m of markers) args.push(m)
+  const args: Array<string | number | Buffer> = [COMMIT, 1 + ops.keys.length, lock]
   for (const k of ops.keys) args.push(k)
-  args[1] = args.length - 2
-  args.push(token, opts.dedupWindowSeconds, markers.length)
+  args.push(token, opts.dedupWindowSeconds, keys.markerPrefix(), res.taken.join('\n'))
   for (const a of ops.args) args.push(a)
   const out = await redis.call('EVAL', args)
   return Number(out)

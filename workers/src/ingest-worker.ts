@@ -11,11 +11,10 @@ import {
   whenReady,
 } from '@referral/core'
 import { type Job, Queue, Worker } from 'bullmq'
-import type { AppliedGroup } from './apply.ts'
+import { applyJobs, type StoredGroup } from './apply.ts'
 import { scheduleExpiries, startCreditExpiryWorker } from './credit-expiry.ts'
-import { processJobs } from './process.ts'
-import type { CreditExpiry } from './state.ts'
-import { eventsOfGroup, makeWebhooks } from './webhooks.ts'
+import { outboxStatus, startStoreLoop } from './outbox.ts'
+import { makeWebhooks } from './webhooks.ts'
 
 export interface IngestWorkerDeps {
   config: ResolvedConfig
@@ -27,34 +26,43 @@ export interface IngestWorkerDeps {
   maxGroupEvents?: number
 }
 
-/** a group this large is inserted without lingering for more (config.ingestLingerMs) */
-const LINGER_UNTIL_EVENTS = 2_000
-const LINGER_POLL_MS = 10
 const LOCK_DURATION_MS = 15_000
+/** rows the outbox may hold, in batches, before the applier waits for ClickHouse to take them */
+const OUTBOX_MAX_BATCHES = 5
 
 export interface IngestWorker {
   worker: Worker<JobPayloads['ingest']>
-  /** groups, jobs and events done, failures; time spent applying and inserting, inserts made */
-  readonly stats: {
-    groups: number
-    jobs: number
-    events: number
-    failures: number
-    applyMs: number
-    insertMs: number
-    inserts: number
-  }
-  close(): Promise<void>
+  /**
+   * groups, jobs and events applied, failed groups; time spent applying; ClickHouse inserts
+   * of the outbox (batches), their rows, time and failures
+   */
+  readonly stats: IngestStats
+  /** stops taking jobs, stores the outbox into ClickHouse (until `deadline`, epoch ms), closes */
+  close(deadline?: number): Promise<void>
+}
+
+export interface IngestStats {
+  groups: number
+  jobs: number
+  events: number
+  failures: number
+  applyMs: number
+  insertMs: number
+  inserts: number
+  storedRows: number
+  storeFailures: number
 }
 
 type IngestJob = Job<JobPayloads['ingest']>
 
 /**
  * Consumes ingest jobs in groups: it takes the next job (waiting for one), then every job
- * already waiting up to `maxGroupEvents`, and applies and inserts them together. Small jobs
- * (one request each under light load) thus still make large ClickHouse inserts, and the
- * per-job cost is two queue calls. Jobs are fetched manually (BullMQ's manual processing);
- * a failed group is failed job by job, and BullMQ retries each with capped backoff.
+ * already waiting up to `maxGroupEvents`, applies them together to Redis (counters move at
+ * once) and completes them; their rows wait in the outbox, which a loop of its own inserts
+ * into ClickHouse in large batches (outbox.ts). Jobs are fetched manually (BullMQ's manual
+ * processing); a failed group is failed job by job, and BullMQ retries each with capped
+ * backoff. When ClickHouse is away, applied rows wait in the outbox; once it holds
+ * OUTBOX_MAX_BATCHES batches, the applier waits too and the jobs wait in the queue.
  */
 export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestWorker> {
   const { config, keys, ch, log } = deps
@@ -73,12 +81,7 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
     attributionWindowMs: config.attributionWindowDays * 86_400_000,
     fraud: config.fraud,
     dedupWindowSeconds: config.dedupWindowDays * 86_400,
-    resolutionTtlSeconds: 7 * 86_400,
-    schedule: (expiries: readonly CreditExpiry[]) => scheduleExpiries(credits, expiries),
-    // with no endpoint configured, no webhook events are built for each group
-    ...(config.webhooks.length === 0
-      ? {}
-      : { afterStore: (g: AppliedGroup) => webhooks.emit(eventsOfGroup(g.resolution)) }),
+    webhooks: config.webhooks.length > 0,
   }
   const expiryConnection = makeRedis(deps.redisUrl, 'worker', 'credit-expiry')
   expiryConnection.on('error', (e) => log.warn({ err: e.message }, 'credit expiry redis'))
@@ -108,50 +111,69 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
   })
   worker.on('error', (err) => log.error({ err: err.message }, 'ingest worker error'))
   await worker.startStalledCheckTimer()
-  const stats = { groups: 0, jobs: 0, events: 0, failures: 0, applyMs: 0, insertMs: 0, inserts: 0 }
+  const stats: IngestStats = {
+    groups: 0,
+    jobs: 0,
+    events: 0,
+    failures: 0,
+    applyMs: 0,
+    insertMs: 0,
+    inserts: 0,
+    storedRows: 0,
+    storeFailures: 0,
+  }
   let closing = false
   // a group that keeps failing is taken smaller next time (down to one job), so that one bad
   // job or an oversize group cannot hold the whole backlog; it grows back after successes
   let groupLimit = maxGroupEvents
 
-  // Under light load a few events wait at a time, and inserting each handful makes a part in
-  // ClickHouse per table (events and its five views), which chDB's threads then merge: at
-  // 5k events/s in 50-event requests, chDB's insert threads took ~30% of a core. So, while
-  // events keep coming, groups start at most once per ingestLingerMs: a group taken right
-  // after the previous one waits out the rest of that time, gathering what arrives (up to
-  // 2000 events). An event that reaches an idle worker is applied at once.
-  const lingerMs = config.ingestLingerMs
-  let lastGroupAt = Number.NEGATIVE_INFINITY
+  const afterInsert = async (groups: readonly StoredGroup[]) => {
+    await scheduleExpiries(
+      credits,
+      groups.flatMap((g) => g.expiries),
+    )
+    const events = groups.flatMap((g) => g.webhooks)
+    if (events.length > 0) await webhooks.emit(events)
+  }
+  // its own connection: a batch's large reads do not hold up the applier's commands
+  const storeConn = makeRedis(deps.redisUrl, 'transaction', 'outbox')
+  storeConn.on('error', (e) => log.warn({ err: e.message }, 'outbox redis'))
+  const store = startStoreLoop(storeConn, keys, ch, {
+    maxRows: config.store.batchRows,
+    flushMs: config.store.flushMs,
+    afterInsert,
+    log,
+    stats,
+  })
+
   const takeGroup = async (token: string): Promise<IngestJob[]> => {
     const first = await worker.getNextJob(token, { block: true })
     if (first === undefined) return []
     const jobs = [first]
     let n = first.data.events.length
-    const until = lastGroupAt + lingerMs
-    let lingered = false
     while (n < groupLimit && !closing) {
       const next = await worker.getNextJob(token, { block: false })
-      if (next !== undefined) {
-        jobs.push(next)
-        n += next.data.events.length
-        continue
-      }
-      const left = until - performance.now()
-      if (n >= LINGER_UNTIL_EVENTS || left <= 0) break
-      lingered = true
-      await new Promise((r) => setTimeout(r, Math.min(LINGER_POLL_MS, left)))
+      if (next === undefined) break
+      jobs.push(next)
+      n += next.data.events.length
     }
-    lastGroupAt = performance.now()
-    // jobs taken by hand keep the lock they were taken with (BullMQ renews only those its
-    // processor runs): after a wait, the group gets the whole lock time for its apply and insert
-    if (lingered) await Promise.all(jobs.map((j) => j.extendLock(token, LOCK_DURATION_MS)))
     return jobs
+  }
+
+  /** ClickHouse is behind (or away): wait while the outbox holds more than it may */
+  const outboxFull = async () => {
+    const limit = OUTBOX_MAX_BATCHES * config.store.batchRows
+    while (!closing && (await outboxStatus(tx, keys)).rows >= limit) {
+      await new Promise((r) => setTimeout(r, 100))
+    }
   }
 
   const runGroup = async (token: string, jobs: IngestJob[]) => {
     const inputs = jobs.map((j) => ({ id: j.id ?? '', events: j.data.events }))
     try {
-      await processJobs(tx, keys, ch, inputs, { ...opts, timings: stats })
+      const t0 = performance.now()
+      await applyJobs(tx, keys, inputs, opts)
+      stats.applyMs += performance.now() - t0
       await Promise.all(jobs.map((j) => j.moveToCompleted('done', token, false)))
       stats.groups++
       stats.jobs += jobs.length
@@ -170,6 +192,8 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
     while (!closing) {
       const token = randomUUID()
       try {
+        await outboxFull()
+        if (closing) break
         const jobs = await takeGroup(token)
         if (jobs.length > 0) await runGroup(token, jobs)
       } catch (e) {
@@ -184,15 +208,18 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
   return {
     worker,
     stats,
-    close: async () => {
+    close: async (deadline?: number) => {
       closing = true
       await worker.close()
       await loop
+      // what was applied goes to ClickHouse before the process stops (what cannot, waits in Redis)
+      await store.close(deadline)
       await expiryWorker.close()
       await credits.close()
       await webhooks.close()
       expiryConnection.disconnect()
       tx.disconnect()
+      storeConn.disconnect()
       connection.disconnect()
     },
   }

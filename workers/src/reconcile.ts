@@ -4,8 +4,8 @@ import type { Redis } from 'ioredis'
 
 /**
  * Recomputes the live counters from ClickHouse, the system of record, and compares them
- * with Redis. Counters move before rows land (apply, then insert), so run it on a drained
- * queue; `fix` overwrites Redis with what ClickHouse says.
+ * with Redis. Counters move before rows land (applied, then stored from the outbox), so run
+ * it on a drained queue and an empty outbox; `fix` overwrites Redis with what ClickHouse says.
  */
 
 export interface Drift {

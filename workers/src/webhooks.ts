@@ -12,7 +12,7 @@ import {
 } from '@referral/core'
 import { DelayedError, type Job, type JobsOptions, Queue, UnrecoverableError, Worker } from 'bullmq'
 import type { Redis } from 'ioredis'
-import type { StoredResolution } from './apply.ts'
+import type { Resolution } from './resolution.ts'
 
 /**
  * Outgoing webhooks to the marketplace. Each event has an id derived from what caused it,
@@ -48,7 +48,7 @@ export function webhookEvent(
 }
 
 /** The webhook events of a group the ingest worker applied, in the order they happened. */
-export function eventsOfGroup(res: StoredResolution): WebhookEvent[] {
+export function eventsOfGroup(res: Pick<Resolution, 'rows' | 'ledger' | 'expiries'>): WebhookEvent[] {
   const out: WebhookEvent[] = []
   const purchaseOf = new Map<string, string>()
   const expiresAt = new Map(res.expiries.map((x) => [x.creditId, x.expiresAt]))

@@ -39,13 +39,12 @@ describe('a group of 20,000 events', () => {
         }),
       ),
     }))
-    const groups = await applyJobs(stores.redis, keys, jobs, {
+    const group = await applyJobs(stores.redis, keys, jobs, {
       attributionWindowMs: 30 * 86_400_000,
       dedupWindowSeconds: 3600,
-      resolutionTtlSeconds: 3600,
     })
-    expect(groups).toHaveLength(1)
-    expect(groups[0]?.resolution.rows).toHaveLength(20_000)
+    expect(group?.resolution.rows).toHaveLength(20_000)
+    expect(await stores.redis.get(keys.outboxRows())).toBe('20000')
     expect((await readCounters(stores.redis, keys.stats('big-ref'))).clicks).toBe(20_000)
   })
 })

@@ -24,7 +24,7 @@ describe('reconcile', () => {
       { type: 'signup', id: 's1', user_id: 'u1', ref: code, ts, received_at: ts },
       { type: 'purchase', id: 'p1', user_id: 'u1', amount_cents: 3000, currency: 'usd', ts, received_at: ts },
     ]
-    const opts = { attributionWindowMs: 86_400_000, dedupWindowSeconds: 86_400, resolutionTtlSeconds: 60 }
+    const opts = { attributionWindowMs: 86_400_000, dedupWindowSeconds: 86_400 }
     await processJobs(redis, keys, ch, [{ id: 'j1', events }], opts)
   })
   afterAll(async () => {

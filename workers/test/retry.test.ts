@@ -5,21 +5,22 @@ import type { RedisServer } from '@referral/server'
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openStores, type Stores } from '../../test/support/stores.ts'
-import { applyJobs, finishJobs } from '../src/apply.ts'
-import { processJobs } from '../src/process.ts'
+import { applyJobs } from '../src/apply.ts'
+import { outboxStatus, storeOutbox } from '../src/outbox.ts'
+import { flushOutbox, processJobs } from '../src/process.ts'
 import { readCounters } from '../src/reconcile.ts'
-import { storeGroup } from '../src/store.ts'
 
 /**
- * A worker can die at any point of a job; BullMQ then runs the job again. Each crash point
- * is reproduced by running the job's steps up to it, then the whole job again.
+ * A worker can die at any point: after applying a group to Redis, with the group's rows in
+ * the outbox, or while storing a batch of the outbox into ClickHouse. BullMQ then runs the
+ * job again, and the next storer takes the batch again. Each crash point is reproduced by
+ * running the steps up to it, then everything again.
  */
-describe('a job retried after the worker died', () => {
+describe('a job or a batch retried after the worker died', () => {
   const keys = makeKeys('t')
   const opts = {
     attributionWindowMs: 30 * 86_400_000,
     dedupWindowSeconds: 8 * 86_400,
-    resolutionTtlSeconds: 3600,
   }
   let stores: Stores
   let server: RedisServer
@@ -55,9 +56,9 @@ describe('a job retried after the worker died', () => {
       },
     ]
   }
-  /** the jobs as the worker runs them; returns the rows it inserted */
+  /** the jobs as the worker runs them, then the outbox stored; the rows they applied */
   const runJobs = async (...jobs: Array<{ id: string; events: QueuedEvent[] }>) =>
-    (await processJobs(redis, keys, ch, jobs, opts)).flatMap((g) => g.resolution.rows)
+    (await processJobs(redis, keys, ch, jobs, opts))?.resolution.rows ?? []
   const rows = async (prefix: string) => {
     const [r] = await queryRows<{ events: string; ledger: string }>(
       ch,
@@ -67,34 +68,60 @@ describe('a job retried after the worker died', () => {
     )
     return { events: Number(r?.events), ledger: Number(r?.ledger) }
   }
+  const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
-  it('died after applying to Redis, before the insert: the retry inserts the same rows once', async () => {
+  it('died after applying to Redis, before the job was acknowledged: the retry changes nothing, the rows land once', async () => {
     const before = await readCounters(redis, keys.stats('ref'))
     const evs = events('a-')
     await applyJobs(redis, keys, [{ id: 'job-a', events: evs }], opts) // ...and the worker dies here
-    const retried = await runJobs({ id: 'job-a', events: evs })
-    expect(retried).toHaveLength(22)
+    expect((await outboxStatus(redis, keys)).rows).toBe(24) // 22 events, 2 ledger entries
+    expect(await runJobs({ id: 'job-a', events: evs })).toHaveLength(0)
     expect(await rows('a-')).toEqual({ events: 22, ledger: 2 })
+    expect(await outboxStatus(redis, keys)).toEqual({ groups: 0, rows: 0, oldestAt: null })
     const after = await readCounters(redis, keys.stats('ref'))
     expect(after.clicks - before.clicks).toBe(20)
     expect(after.earnings_cents - before.earnings_cents).toBe(100)
   })
 
-  it('died after the insert, before the job was acknowledged: no duplicate rows', async () => {
-    const before = await readCounters(redis, keys.stats('ref'))
+  it('died after the insert, before the batch left the outbox: stored again with its token, no duplicate rows', async () => {
     const evs = events('b-')
-    for (const g of await applyJobs(redis, keys, [{ id: 'job-b', events: evs }], opts))
-      await storeGroup(ch, g)
-    // ...and the worker dies here
-    await runJobs({ id: 'job-b', events: evs })
-    await runJobs({ id: 'job-b', events: evs }) // and once more after it completed, its record gone
+    await applyJobs(redis, keys, [{ id: 'job-b', events: evs }], opts)
+    const died = new Error('the storer died after inserting')
+    await expect(
+      storeOutbox(redis, keys, ch, {
+        maxRows: 1000,
+        afterInsert: async () => {
+          throw died
+        },
+      }),
+    ).rejects.toBe(died)
     expect(await rows('b-')).toEqual({ events: 22, ledger: 2 })
-    const after = await readCounters(redis, keys.stats('ref'))
-    expect(after.clicks - before.clicks).toBe(20)
-    expect(after.conversions - before.conversions).toBe(1)
+    expect((await outboxStatus(redis, keys)).rows).toBe(24)
+    await flushOutbox(redis, keys, ch)
+    expect(await rows('b-')).toEqual({ events: 22, ledger: 2 })
+    expect((await outboxStatus(redis, keys)).rows).toBe(0)
   })
 
-  it('jobs applied as a group and retried one by one: each row once', async () => {
+  it('ClickHouse refused the insert of a recorded batch: the same batch goes once it is back, groups applied since after it', async () => {
+    const [e1, e2] = [events('ch1-'), events('ch2-')]
+    await applyJobs(redis, keys, [{ id: 'job-ch1', events: e1 }], opts)
+    await ch.client.command({ query: 'DETACH TABLE events' })
+    try {
+      await expect(storeOutbox(redis, keys, ch, { maxRows: 1000 })).rejects.toThrow()
+      await applyJobs(redis, keys, [{ id: 'job-ch2', events: e2 }], opts)
+    } finally {
+      await ch.client.command({ query: 'ATTACH TABLE events' })
+    }
+    expect(await redis.get(keys.storeBatch())).not.toBeNull()
+    const first = await storeOutbox(redis, keys, ch, { maxRows: 1000 })
+    expect(first).toMatchObject({ groups: 1, rows: 24 })
+    expect(await rows('ch1-')).toEqual({ events: 22, ledger: 2 })
+    expect(await rows('ch2-')).toEqual({ events: 0, ledger: 0 })
+    await flushOutbox(redis, keys, ch)
+    expect(await rows('ch2-')).toEqual({ events: 22, ledger: 2 })
+  })
+
+  it('jobs applied as a group and retried one by one, or sent again in new jobs: each row once', async () => {
     const before = await readCounters(redis, keys.stats('ref'))
     const [e1, e2] = [events('g1-'), events('g2-')]
     await applyJobs(
@@ -106,9 +133,9 @@ describe('a job retried after the worker died', () => {
       ],
       opts,
     ) // dies
-    await runJobs({ id: 'job-g2', events: e2 }) // retried alone: stores the whole group
-    await runJobs({ id: 'job-g1', events: e1 }) // its group is stored already
-    await runJobs({ id: 'job-g3', events: e1 }, { id: 'job-g4', events: e2 }) // sent again later
+    expect(await runJobs({ id: 'job-g2', events: e2 })).toHaveLength(0)
+    expect(await runJobs({ id: 'job-g1', events: e1 })).toHaveLength(0)
+    expect(await runJobs({ id: 'job-g3', events: e1 }, { id: 'job-g4', events: e2 })).toHaveLength(0)
     expect(await rows('g1-')).toEqual({ events: 22, ledger: 2 })
     expect(await rows('g2-')).toEqual({ events: 22, ledger: 2 })
     const after = await readCounters(redis, keys.stats('ref'))
@@ -116,32 +143,58 @@ describe('a job retried after the worker died', () => {
     expect(after.earnings_cents - before.earnings_cents).toBe(200)
   })
 
-  it('the same events in another job later: nothing is added', async () => {
-    const before = await readCounters(redis, keys.stats('ref'))
-    const res = await runJobs({ id: 'job-c', events: events('a-') })
-    expect(res).toHaveLength(0)
-    expect(await rows('a-')).toEqual({ events: 22, ledger: 2 })
-    expect(await readCounters(redis, keys.stats('ref'))).toEqual(before)
-  })
-
   it('two runs of one job at once (a stalled job picked up twice) apply it once', async () => {
     const before = await readCounters(redis, keys.stats('ref'))
     const evs = events('d-')
     const other = await whenReady(makeRedis(server.url, 'transaction'))
     try {
-      const [r1, r2] = await Promise.all([
+      const both = await Promise.all([
         applyJobs(redis, keys, [{ id: 'job-d', events: evs }], opts),
         applyJobs(other, keys, [{ id: 'job-d', events: evs }], opts),
       ])
-      expect(r1).toEqual(r2)
-      for (const g of [...r1, ...r2]) await storeGroup(ch, g)
-      await finishJobs(redis, keys, ['job-d'], r1)
+      expect(both.filter((g) => g !== null)).toHaveLength(1)
     } finally {
       other.disconnect()
     }
+    await flushOutbox(redis, keys, ch)
     expect(await rows('d-')).toEqual({ events: 22, ledger: 2 })
     const after = await readCounters(redis, keys.stats('ref'))
     expect(after.clicks - before.clicks).toBe(20)
+  })
+
+  it('a storer whose lock ran out cannot finish the batch that another stored meanwhile', async () => {
+    await applyJobs(redis, keys, [{ id: 'job-s', events: events('s-') }], opts)
+    const other = await whenReady(makeRedis(server.url, 'transaction'))
+    try {
+      const slow = storeOutbox(redis, keys, ch, {
+        maxRows: 1000,
+        lockTtlMs: 100,
+        afterInsert: () => sleep(400),
+      })
+      await sleep(200)
+      const taken = await storeOutbox(other, keys, ch, { maxRows: 1000 })
+      expect(taken).toMatchObject({ groups: 1, rows: 24 })
+      await expect(slow).rejects.toThrow('store lock was lost')
+    } finally {
+      other.disconnect()
+    }
+    expect(await rows('s-')).toEqual({ events: 22, ledger: 2 })
+    expect((await outboxStatus(redis, keys)).rows).toBe(0)
+  })
+
+  it('two storers at once: one stores, the other finds it at work', async () => {
+    await applyJobs(redis, keys, [{ id: 'job-t', events: events('t-') }], opts)
+    const other = await whenReady(makeRedis(server.url, 'transaction'))
+    try {
+      const results = await Promise.all([
+        storeOutbox(redis, keys, ch, { maxRows: 1000 }),
+        storeOutbox(other, keys, ch, { maxRows: 1000 }),
+      ])
+      expect(results.filter((r) => r !== null)).toHaveLength(1)
+    } finally {
+      other.disconnect()
+    }
+    expect(await rows('t-')).toEqual({ events: 22, ledger: 2 })
   })
 
   it('keeps the rollups equal to the events after every retry above', async () => {

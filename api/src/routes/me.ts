@@ -18,6 +18,11 @@ export interface ReferrerStats extends Counters {
   /** commissions held for review (fraud flags): counted in earnings, not yet spendable or payable */
   held_cents: number
   as_of: string
+  /**
+   * when this referrer's events last reached ClickHouse, which the reports read (earnings
+   * series, referrals list): they include everything counted up to about then. null: never
+   */
+  reports_as_of: string | null
 }
 
 /** The six metrics of contract section 1, derived from the live counters. */
@@ -26,6 +31,7 @@ export function toStats(
   track: Track,
   balances: { wallet: number; cash: number; held: number },
   asOf: Date,
+  storedAt: number | null,
 ): ReferrerStats {
   return {
     ...c,
@@ -39,6 +45,7 @@ export function toStats(
     cash_balance_cents: balances.cash,
     held_cents: balances.held,
     as_of: asOf.toISOString(),
+    reports_as_of: storedAt === null ? null : new Date(storedAt).toISOString(),
   }
 }
 
@@ -106,13 +113,15 @@ export function meRoutes(deps: ApiDeps): Hono {
 export async function readStats(deps: ApiDeps, userId: string): Promise<ReferrerStats> {
   const { redis, keys } = deps
   const now = new Date()
-  const [counters, track, wallet, money] = await Promise.all([
+  const [counters, storedAt, track, wallet, money] = await Promise.all([
     readCounters(redis, keys.stats(userId)),
+    redis.hget(keys.stats(userId), 'stored_at'),
     trackOf(deps, userId),
     readWallet(redis, keys, userId, now.getTime()),
     balances(redis, keys, userId),
   ])
-  return toStats(counters, track, { wallet: wallet.balance_cents, ...money }, now)
+  const stored = storedAt === null ? null : Number(storedAt)
+  return toStats(counters, track, { wallet: wallet.balance_cents, ...money }, now, stored)
 }
 
 async function trackOf(deps: ApiDeps, userId: string): Promise<Track> {

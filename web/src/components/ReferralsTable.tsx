@@ -8,11 +8,10 @@ export function ReferralsTable(props: { refreshKey: () => unknown }) {
   const [filter, setFilter] = createSignal<Filter>('all')
   const [extra, setExtra] = createSignal<ReferralRow[]>([])
   const [cursor, setCursor] = createSignal<string | null>(null)
-  const first = () => {
-    props.refreshKey()
-    return `/v1/me/referrals?limit=10${filter() === 'all' ? '' : `&status=${filter()}`}`
-  }
-  const [page] = createResource(first, async (url) => {
+  const first = () => `/v1/me/referrals?limit=10${filter() === 'all' ? '' : `&status=${filter()}`}`
+  // fetched again when the filter or the refresh key changes (the same URL would not refetch)
+  const source = () => ({ url: first(), key: props.refreshKey() })
+  const [page] = createResource(source, async ({ url }) => {
     const p = await getJson<{ referrals: ReferralRow[]; next_cursor: string | null }>(url)
     setExtra([])
     setCursor(p.next_cursor)
