@@ -221,9 +221,9 @@ export function rows(shape: Shape, b: Baseline, s: ServiceRun): Row[] {
       fmt.mb((usedDelta / applied) * 1e6),
       { target: s.drain.pending === 0 ? '' : 'queue not empty: includes queued job payloads' },
     ),
-    row('redis keys (DBSIZE, ~ event-id markers)', fmt.int(s.dbsize)),
-    row('redis MEMORY USAGE of one event-id marker, x 1M', fmt.mb(s.markerBytes * 1e6), {
-      baseline: `${s.markerBytes} B per key`,
+    row('redis keys (DBSIZE)', fmt.int(s.dbsize)),
+    row("redis MEMORY USAGE of the taken event ids (today's set), x 1M", fmt.mb(s.markerBytes * 1e6), {
+      baseline: `${Math.round(s.markerBytes)} B per id`,
     }),
     row('service start until /readyz 200', fmt.s(s.readyMs)),
     row('SIGTERM until exit', `${fmt.s(s.stop.ms)}, code ${s.stop.code ?? s.stop.signal}`, {

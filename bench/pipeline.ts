@@ -24,8 +24,8 @@ export interface Pipeline {
   dbsize(): Promise<number>
   /** PING on a connection of its own; true when answered PONG */
   ping(): Promise<boolean>
-  /** MEMORY USAGE of one key, bytes (NaN if it does not exist) */
-  keyBytes(key: string): Promise<number>
+  /** MEMORY USAGE of a set over its members, bytes a member (NaN if it does not exist) */
+  bytesPerMember(key: string): Promise<number>
   close(): Promise<void>
 }
 
@@ -65,9 +65,10 @@ export async function openPipeline(dataDir: string): Promise<Pipeline> {
     },
     dbsize: () => connection.dbsize(),
     ping: async () => (await pinger.ping()) === 'PONG',
-    keyBytes: async (key) => {
+    bytesPerMember: async (key) => {
       const n = await connection.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')
-      return typeof n === 'number' ? n : Number.NaN
+      const members = await connection.scard(key)
+      return typeof n === 'number' && members > 0 ? n / members : Number.NaN
     },
     close: async () => {
       await queue.close()

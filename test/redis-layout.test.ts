@@ -60,23 +60,48 @@ describe('moving data of the untagged key layout', () => {
     const svc = await startTestService(`${dir.path}/data`, redisServer.url)
     try {
       await drained(svc.service)
-      // the taken id stays taken (with its TTL), the new click counts on top of the old five
+      // the taken id stays taken (in the set of the day it was taken, for the window's days),
+      // the new click counts on top of the old five
       expect(await statsFor(http(svc.url), 'ana')).toMatchObject({
         total_clicks: 6,
       })
-      expect(await redis.ttl(keys.marker('click', 'old-1'))).toBeGreaterThan(3000)
+      const takenDay = Math.floor((Date.now() + 3600_000) / 86_400_000) - 8
+      expect(await redis.sismember(keys.takenOn(takenDay), 'click:old-1')).toBe(1)
+      expect(await redis.ttl(keys.takenOn(takenDay))).toBeGreaterThan(3000)
       expect(await count(svc.ch, "SELECT count() AS n FROM events WHERE id = 'new-1'")).toBe(1)
       expect(await count(svc.ch, "SELECT count() AS n FROM events WHERE id = 'old-1'")).toBe(0)
       expect(await redis.hget(keys.globalStats(), 'clicks')).toBe('6')
       // nothing left under the old names but the rate-limit window, which expires by itself
       const [, left] = await redis.scan('0', 'MATCH', 'ra:*', 'COUNT', 10_000)
       expect(left).toEqual(['ra:rl:click:10.0.0.1:1'])
-      expect(await redis.get(keys.layout())).toBe('2')
+      expect(await redis.get(keys.layout())).toBe('3')
     } finally {
       await svc.service.stop()
     }
     // later starts find the layout recorded and scan nothing
-    expect(await migrateKeyLayout(redis, keys, 'ra')).toEqual({ moved: 0, current: true })
+    expect(await migrateKeyLayout(redis, keys, 'ra', 8)).toEqual({ moved: 0, current: true })
+  })
+
+  it('moves the event ids taken one key each (layout 2) into the sets of their days', async () => {
+    const fresh = await startTestRedis(`${dir.path}/redis3`)
+    const r = await whenReady(makeRedis(fresh.url, 'command'))
+    try {
+      await r.set(keys.layout(), '2')
+      // taken two days ago (six of the eight days left), and taken just now
+      await r.set('{ra}:ev:click:two-days', '1', 'EX', 6 * 86_400)
+      await r.set('{ra}:ev:purchase:just-now', '1', 'EX', 8 * 86_400)
+      expect(await migrateKeyLayout(r, keys, 'ra', 8)).toEqual({ moved: 2, current: false })
+      const today = Math.floor(Date.now() / 86_400_000)
+      expect(await r.smembers(keys.takenOn(today - 2))).toEqual(['click:two-days'])
+      expect(await r.smembers(keys.takenOn(today))).toEqual(['purchase:just-now'])
+      // each set lives to the end of its day + 8 days: at least the time its ids had left
+      expect(await r.ttl(keys.takenOn(today - 2))).toBeGreaterThanOrEqual(6 * 86_400)
+      expect(await r.exists('{ra}:ev:click:two-days', '{ra}:ev:purchase:just-now')).toBe(0)
+      expect(await r.get(keys.layout())).toBe('3')
+    } finally {
+      r.disconnect()
+      await fresh.stop()
+    }
   })
 
   it('refuses to overwrite a key that exists under both names', async () => {
@@ -85,7 +110,7 @@ describe('moving data of the untagged key layout', () => {
     try {
       await r.hset('ra:stats:bo', 'clicks', 1)
       await r.hset(keys.stats('bo'), 'clicks', 2)
-      await expect(migrateKeyLayout(r, keys, 'ra')).rejects.toThrow(/cannot move ra:stats:bo/)
+      await expect(migrateKeyLayout(r, keys, 'ra', 8)).rejects.toThrow(/cannot move ra:stats:bo/)
       expect(await r.hget(keys.stats('bo'), 'clicks')).toBe('2')
       expect(await r.get(keys.layout())).toBeNull()
     } finally {

@@ -12,10 +12,11 @@
  * Prefixes never overlap, so `prefix + opaque id` cannot collide across kinds.
  */
 export interface Keys {
-  /** event id already taken by the pipeline (string "1", TTL = dedup window) */
-  marker(type: string, id: string): string
-  /** what every marker key starts with: the commit script makes them from `type:id` */
-  markerPrefix(): string
+  /**
+   * the event ids (`type:id`) the pipeline took on one UTC day (epoch day number), kept for
+   * the dedup window after it (set): an id is taken when it is in any of the window's days
+   */
+  takenOn(day: number): string
   /** code -> owner user id (string) */
   code(code: string): string
   /** per user: code, referrer, signed_up_at, referred_at, converted_at, track (hash) */
@@ -85,8 +86,7 @@ export function makeKeys(prefix: string): Keys {
   // one hash tag for all program state: the slot every multi-key script works in
   const p = `{${prefix}}:`
   return {
-    marker: (type, id) => `${p}ev:${type}:${id}`,
-    markerPrefix: () => `${p}ev:`,
+    takenOn: (day) => `${p}evd:${day}`,
     code: (code) => `${p}code:${code}`,
     user: (userId) => `${p}user:${userId}`,
     visitor: (visitorId) => `${p}visitor:${visitorId}`,

@@ -30,8 +30,7 @@ describe('key layout for Redis Cluster', () => {
   it('puts every key a commit, spend or payout script touches in one slot', () => {
     const state = [
       keys.applyLock(),
-      keys.marker('click', 'e1'),
-      keys.marker('signup', 'x'.repeat(200)),
+      keys.takenOn(20_000),
       keys.code('ABC123'),
       keys.user('u1'),
       keys.user('someone-else'),
@@ -72,7 +71,7 @@ describe('key layout for Redis Cluster', () => {
 
   it('maps the names of the untagged layout to the tagged ones', () => {
     expect(taggedName('ra', 'ra:user:u1')).toBe(keys.user('u1'))
-    expect(taggedName('ra', 'ra:ev:click:e1')).toBe(keys.marker('click', 'e1'))
+    expect(taggedName('ra', 'ra:ev:click:e1')).toBe('{ra}:ev:click:e1')
     expect(taggedName('ra', 'ra:bull:ingest:wait')).toBe(`${keys.bullPrefix()}:ingest:wait`)
     expect(taggedName('ra', 'ra:rl:click:1.2.3.4:99')).toBeNull()
     expect(taggedName('ra', '{ra}:user:u1')).toBeNull()

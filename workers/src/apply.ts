@@ -13,7 +13,6 @@ import type { Resolution, ResolveOptions } from './resolution.ts'
 import { likelyNeeds, resolveBatch } from './resolve.ts'
 import {
   type CreditExpiry,
-  emptyNeeds,
   emptySnapshot,
   type HeldRefund,
   markerId,
@@ -80,23 +79,28 @@ export function uniqueEvents(events: readonly QueuedEvent[]): { events: QueuedEv
   return { events: out, markers }
 }
 
-// KEYS[1] the apply lock, KEYS[2..] keys the ops write. ARGV[1] lock token, ARGV[2] marker
-// TTL (s), ARGV[3] the marker key prefix, ARGV[4] the marker ids taken, one a line, then the
-// ops: name, key index, argc, args... The markers go as one argument, their keys made here:
-// ten thousand keys as arguments cost more to send than the script takes to run.
-// Returns 1 when applied, -1 when the lock is no longer ours, -2 when an event id was taken
-// already (the markers set before it are taken back, and nothing else is written).
+// KEYS[1] the apply lock, KEYS[2..b+1] the days whose ids are taken (today's first, then the
+// window's), KEYS[b+2..] keys the ops write. ARGV[1] lock token, ARGV[2] when today's set
+// expires (s), ARGV[3] b, ARGV[4] the ids to take (type:id), one a line, then the ops: name,
+// key index, argc, args... The ids go as one argument: ten thousand arguments cost more to
+// send than the script takes to run. Returns 1 when applied, -1 when the lock is no longer
+// ours, -2 when an id was taken already (nothing is written).
 const COMMIT = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local set = {}
-for id in string.gmatch(ARGV[4], '[^\\n]+') do
-  local key = ARGV[3] .. id
-  if not redis.call('SET', key, '1', 'EX', ARGV[2], 'NX') then
-    for _, k in ipairs(set) do redis.call('DEL', k) end
-    return -2
+local ids = {}
+for id in string.gmatch(ARGV[4], '[^\\n]+') do ids[#ids + 1] = id end
+local n, b, chunk = #ids, tonumber(ARGV[3]), 4000
+for k = 2, b + 1 do
+  if redis.call('EXISTS', KEYS[k]) == 1 then
+    for i = 1, n, chunk do
+      for _, hit in ipairs(redis.call('SMISMEMBER', KEYS[k], unpack(ids, i, math.min(n, i + chunk - 1)))) do
+        if hit == 1 then return -2 end
+      end
+    end
   end
-  set[#set + 1] = key
 end
+for i = 1, n, chunk do redis.call('SADD', KEYS[2], unpack(ids, i, math.min(n, i + chunk - 1))) end
+redis.call('EXPIREAT', KEYS[2], ARGV[2])
 local allowed = { SET = true, HSET = true, HINCRBY = true, DEL = true, ZADD = true, ZREM = true,
   RPUSH = true, INCRBY = true, PUBLISH = true }
 local i = 5
@@ -109,6 +113,22 @@ while i <= #ARGV do
 end
 return 1
 `
+
+const DAY_MS = 86_400_000
+
+/**
+ * The days whose sets may hold an id taken now: today's first, then one for each day of
+ * the window. An id taken on day d stays in d's set until the end of day d + window, so it
+ * is recognised for at least the window and at most a day more.
+ */
+export function takenDays(now: number, dedupWindowSeconds: number): { days: number[]; expireAt: number } {
+  const today = Math.floor(now / DAY_MS)
+  const window = Math.max(1, Math.ceil(dedupWindowSeconds / 86_400))
+  return {
+    days: Array.from({ length: window + 1 }, (_, i) => today - i),
+    expireAt: (today + 1 + window) * 86_400,
+  }
+}
 
 // KEYS[1] lock, ARGV[1] token: delete the lock only if it is still ours.
 const RELEASE = `
@@ -150,7 +170,7 @@ export async function applyJobs(
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const snapshot = emptySnapshot()
       if (optimistic) for (const m of unique.markers) snapshot.markers.set(m, false)
-      else await load(redis, keys, { ...emptyNeeds(), markers: new Set(unique.markers) }, snapshot)
+      else await loadTaken(redis, keys, unique.markers, snapshot, opts)
       // what the rules surely read, at once; what they find they need besides comes next
       await load(redis, keys, likelyNeeds(unique.events), snapshot)
       let result = resolveBatch(unique.events, snapshot, opts)
@@ -214,7 +234,6 @@ async function load(redis: Redis, keys: Keys, needs: Needs, snap: StateSnapshot)
       for (let i = 0; i < ids.length; i++) into(ids[i] as string, vals[i] ?? null)
     })
   }
-  many(missing(snap.markers, needs.markers), markerKey(keys), (m, v) => snap.markers.set(m, v !== null))
   many(missing(snap.codes, needs.codes), keys.code, (c, v) => snap.codes.set(c, v))
   many(missing(snap.visitors, needs.visitors), keys.visitor, (id, v) =>
     snap.visitors.set(id, parseVisitor(v)),
@@ -252,9 +271,24 @@ export function parseOutboxEntry(entry: string): { groupId: string; rows: number
   return { groupId, rows: Number(rows), at: Number(at) }
 }
 
-const markerKey = (keys: Keys) => {
-  const prefix = keys.markerPrefix()
-  return (m: string) => prefix + m
+/** Which of these ids are taken: each in the sets of the window's days. */
+async function loadTaken(
+  redis: Redis,
+  keys: Keys,
+  ids: readonly string[],
+  snap: StateSnapshot,
+  opts: ApplyOptions,
+): Promise<void> {
+  for (const id of ids) snap.markers.set(id, false)
+  const p = redis.pipeline()
+  const { days } = takenDays((opts.now ?? Date.now)(), opts.dedupWindowSeconds)
+  for (const day of days) p.smismember(keys.takenOn(day), ...ids)
+  for (const [err, hits] of (await p.exec()) ?? []) {
+    if (err) throw err
+    ;(hits as number[]).forEach((hit, i) => {
+      if (hit === 1) snap.markers.set(ids[i] as string, true)
+    })
+  }
 }
 
 export interface FeedItem {
@@ -317,7 +351,8 @@ async function commit(
 ): Promise<number> {
   const res = group.resolution
   const now = (opts.now ?? Date.now)()
-  const ops = new OpList(2)
+  const { days, expireAt } = takenDays(now, opts.dedupWindowSeconds)
+  const ops = new OpList(2 + days.length)
   for (const [id, u] of res.users) ops.add('HSET', keys.user(id), ...Object.entries(userFields(u)).flat())
   for (const [id, v] of res.visitors) {
     const ttl = Math.ceil((v.ts + opts.attributionWindowMs - now) / 1000)
@@ -378,9 +413,10 @@ async function commit(
   if (res.rows.length > 0) ops.publish(keys.feedChannel(), JSON.stringify(feedOf(res.rows)))
   // one array, never spread into the call: a large group has tens of thousands of
   // arguments, past what a function call can take (RangeError: Maximum call stack size)
-  const args: Array<string | number | Buffer> = [COMMIT, 1 + ops.keys.length, lock]
+  const args: Array<string | number | Buffer> = [COMMIT, 1 + days.length + ops.keys.length, lock]
+  for (const d of days) args.push(keys.takenOn(d))
   for (const k of ops.keys) args.push(k)
-  args.push(token, opts.dedupWindowSeconds, keys.markerPrefix(), res.taken.join('\n'))
+  args.push(token, expireAt, days.length, res.taken.join('\n'))
   for (const a of ops.args) args.push(a)
   const out = await redis.call('EVAL', args)
   return Number(out)
