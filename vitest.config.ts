@@ -8,6 +8,7 @@ export default defineConfig({
         test: {
           name: 'service',
           include: ['*/test/**/*.test.ts', 'test/**/*.test.ts'],
+          globalSetup: ['test/support/build-server.ts'],
           // chDB binds one data directory per process, so every test file gets its own fork.
           pool: 'forks',
           fileParallelism: true,

@@ -108,10 +108,16 @@ async function service(): Promise<ServiceRun> {
   const profileArgs = PROFILE
     ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'results', 'profiles')}`]
     : []
-  const svc = startChild('service', process.execPath, [...profileArgs, ...tsxArgs('server/src/main.ts')], {
-    env,
-    cwd: ROOT,
-  })
+  // what `npm start` runs: the bundle (npm run bench builds it first)
+  const svc = startChild(
+    'service',
+    process.execPath,
+    [...profileArgs, join(ROOT, 'server', 'dist', 'main.mjs')],
+    {
+      env,
+      cwd: ROOT,
+    },
+  )
   const base = `http://127.0.0.1:${port}`
   log('service: starting')
   const readyMs = await waitFor200(`${base}/readyz`, 60_000, () => svc.proc.exitCode === null)
@@ -211,7 +217,9 @@ async function service(): Promise<ServiceRun> {
   const metrics = await readMetrics(`${base}/metrics`)
   const redisUsedAfter = await pipeline.usedMemory()
   const dbsize = await pipeline.dbsize()
-  const markerBytes = await pipeline.keyBytes(makeKeys('ra').marker('click', 'b-0-0-0'))
+  const markerBytes = await pipeline.bytesPerMember(
+    makeKeys('ra').takenOn(Math.floor(Date.now() / 86_400_000)),
+  )
   const mem = memoryKb(svc.pid)
   await pipeline.close()
   log('service: SIGTERM')

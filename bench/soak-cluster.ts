@@ -41,15 +41,10 @@ export function envFor(c: { dataDir: string; redisUrl: string; apiPort: number }
 
 export async function startApi(c: Omit<Cluster, 'api'> | Cluster): Promise<Child> {
   const env = envFor({ dataDir: join(c.dataDir, 'api'), redisUrl: c.redis.url, apiPort: c.apiPort })
-  const child = startChild(
-    `${c.name}-api`,
-    process.execPath,
-    ['--import', 'tsx', 'server/src/main.ts', '--role=api'],
-    {
-      env: { ...env, MIGRATE_ON_START: 'false' },
-      cwd: ROOT,
-    },
-  )
+  const child = startChild(`${c.name}-api`, process.execPath, ['server/dist/main.mjs', '--role=api'], {
+    env: { ...env, MIGRATE_ON_START: 'false' },
+    cwd: ROOT,
+  })
   await child.waitForLine((l) => l.includes('Referral analytics is running'), 60_000)
   return child
 }
@@ -59,7 +54,7 @@ export async function startWorkers(c: Omit<Cluster, 'workers' | 'api'> | Cluster
   const child = startChild(
     `${c.name}-workers`,
     process.execPath,
-    ['--import', 'tsx', 'server/src/main.ts', '--role=workers'],
+    ['server/dist/main.mjs', '--role=workers'],
     { env, cwd: ROOT },
   )
   await child.waitForLine((l) => l.includes('workers running'), 90_000)

@@ -147,6 +147,18 @@ describe('referrer dashboard in a browser', () => {
     await expect
       .poll(async () => (await statsFor(api, 'pw-fraud')).total_earnings_cents, { timeout: 10_000 })
       .toBe(500)
+    // the growth page reads ClickHouse, which has the rows a moment after the counters
+    const adminAuth = { authorization: `Bearer ${await tokenFor('growth', { role: 'admin' })}` }
+    await expect
+      .poll(
+        async () => {
+          const res = await api.get('/v1/admin/fraud', adminAuth)
+          const body = (await res.json()) as { rules: Array<{ flag: string; referrals: number }> }
+          return body.rules.find((r) => r.flag === 'same_ip')?.referrals ?? 0
+        },
+        { timeout: 10_000 },
+      )
+      .toBe(1)
     const admin = await browser.newPage({ viewport: { width: 1200, height: 900 } })
     try {
       await admin.goto(`${child.url}/demo-login?user=growth&role=admin&next=/admin`)

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+import { repoPath } from '@referral/core'
 import { type ClickHouse, queryRows } from './client.ts'
 import { clusterMigrations, migrationsTableDdl } from './cluster.ts'
 
-export const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'migrations')
+export const MIGRATIONS_DIR = repoPath(import.meta.url, join('clickhouse', 'migrations'))
 
 export interface Migration {
   version: number

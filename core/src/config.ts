@@ -68,6 +68,7 @@ const envSchema = z.object({
   WEBHOOK_RETRY_BASE_MS: intFrom(10_000, 1, 3_600_000),
   WEBHOOK_SECRET: optionalString.pipe(z.string().min(16, 'at least 16 characters').optional()),
   WORKER_THREAD: z.enum(['true', 'false']).default('false'),
+  WORKER_THREAD_NICE: intFrom(10, 0, 19),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
 
@@ -156,6 +157,12 @@ export interface Config {
   webhookRetryBaseMs: number
   /** role all: run the workers on their own thread, off the API's event loop (off by default: see BENCHMARKS.md) */
   workerThread: boolean
+  /**
+   * how much lower than the API's the workers thread's CPU priority is (Linux nice, per
+   * thread): under a burst the API answers first and the queue takes up the difference; the
+   * workers catch up once the API leaves them the CPU. 0: the same priority
+   */
+  workerThreadNice: number
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 }
 
@@ -237,6 +244,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     webhooks: webhookUrls.map((url) => ({ url, secret: e.WEBHOOK_SECRET ?? '' })),
     webhookRetryBaseMs: e.WEBHOOK_RETRY_BASE_MS,
     workerThread: e.WORKER_THREAD === 'true',
+    workerThreadNice: e.WORKER_THREAD_NICE,
     logLevel: e.LOG_LEVEL,
   }
 }

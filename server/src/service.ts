@@ -1,7 +1,6 @@
 import { existsSync, mkdirSync } from 'node:fs'
 import { createServer } from 'node:http'
-import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { getRequestListener } from '@hono/node-server'
 import { Backlog, createApp, directIngest, GroupCommitter, Metrics, StatsHub } from '@referral/api'
 import { type ClickHouse, migrate, openClickHouse, queryRows } from '@referral/clickhouse'
@@ -18,6 +17,7 @@ import {
   type ProcessRole,
   QUEUE_NAMES,
   type ResolvedConfig,
+  repoPath,
   whenReady,
 } from '@referral/core'
 import {
@@ -33,7 +33,7 @@ import type { Redis } from 'ioredis'
 import { type RedisServer, startRedisServer } from './redis-server.ts'
 import { startWorkersThread, type WorkerStats, type WorkersThread } from './workers-thread.ts'
 
-const WEB = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'web')
+const WEB = repoPath(import.meta.url, 'web')
 /** the built dashboard (npm run build -w web), else the static pages it is built from */
 export const WEB_ROOT = existsSync(join(WEB, 'dist', 'index.html')) ? join(WEB, 'dist') : join(WEB, 'public')
 
@@ -99,7 +99,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
     // data of a version before the hash-tagged key layout moves to it before anything reads it
     const layoutConn = await whenReady(makeRedis(redisUrl, 'command', 'layout'))
     try {
-      const layout = await migrateKeyLayout(layoutConn, keys, config.queuePrefix)
+      const layout = await migrateKeyLayout(layoutConn, keys, config.queuePrefix, config.dedupWindowDays)
       if (layout.moved > 0) log.info({ moved: layout.moved }, 'redis keys moved to the hash-tagged layout')
     } finally {
       layoutConn.disconnect()

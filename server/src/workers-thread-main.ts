@@ -1,3 +1,5 @@
+import { readlinkSync } from 'node:fs'
+import { setPriority } from 'node:os'
 import { parentPort, workerData } from 'node:worker_threads'
 import { makeLogger } from '@referral/core'
 import { startService } from './service.ts'
@@ -9,6 +11,7 @@ if (port === null) throw new Error('workers-thread-main.ts runs in a worker thre
 const { config, redisUrl } = workerData as ThreadData
 const send = (m: FromThread) => port.postMessage(m)
 const log = makeLogger(config).child({ thread: 'workers' })
+lowerPriority(config.workerThreadNice)
 
 try {
   const service = await startService({
@@ -42,4 +45,24 @@ try {
 } catch (e) {
   send({ type: 'failed', message: e instanceof Error ? e.message : String(e) })
   port.close()
+}
+
+/**
+ * This thread's CPU priority, `nice` below the process's: Linux schedules threads apart, and
+ * /proc/thread-self names this one. Elsewhere (no /proc) the thread keeps the process's.
+ */
+function lowerPriority(nice: number): void {
+  if (nice === 0) return
+  let tid: number
+  try {
+    tid = Number(readlinkSync('/proc/thread-self').split('/').pop())
+  } catch (e) {
+    log.info(
+      { err: (e as Error).message },
+      'no per-thread priority here; the workers keep the process priority',
+    )
+    return
+  }
+  setPriority(tid, Math.min(19, nice))
+  log.debug({ tid, nice }, 'workers thread priority lowered')
 }

@@ -33,7 +33,19 @@ export interface WorkersThread {
   stop(): Promise<void>
 }
 
-const ENTRY = new URL('./thread-entry.mjs', import.meta.url)
+/**
+ * The thread's young generation (V8's default is ~48 MB an isolate): its garbage is the
+ * events of one group at a time, and the process's memory target is 700 MB. Measured with
+ * groups of 10,000 events: RSS peak 20-50 MB lower with 8 than with the default.
+ */
+const YOUNG_GENERATION_MB = 8
+
+// from the TypeScript source (tests, tsx) the thread registers tsx first; bundled (npm start,
+// server/dist) its entry is the thread's own bundle, beside this one
+const FROM_SOURCE = import.meta.url.endsWith('.ts')
+const ENTRY = FROM_SOURCE
+  ? new URL('./thread-entry.mjs', import.meta.url)
+  : new URL('./workers-thread-main.mjs', import.meta.url)
 const MAIN = new URL('./workers-thread-main.ts', import.meta.url).href
 
 export async function startWorkersThread(opts: {
@@ -68,7 +80,10 @@ export async function startWorkersThread(opts: {
   const launch = () =>
     new Promise<Worker>((resolve, reject) => {
       starts++
-      const worker = new Worker(ENTRY, { workerData: data })
+      const worker = new Worker(ENTRY, {
+        workerData: data,
+        resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
+      })
       let ready = false
       worker.on('message', (m: FromThread) => {
         if (m.type === 'ready') {

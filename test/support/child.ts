@@ -15,7 +15,10 @@ export interface ChildService {
   exited: Promise<number | null>
 }
 
-/** `npm start` as a real process: embedded Redis and chDB under dataDir. */
+/**
+ * `npm start` as a real process: the bundle it runs (server/dist, built before the tests by
+ * vitest's global setup), embedded Redis and chDB under dataDir.
+ */
 export async function startChild(
   dataDir: string,
   port: number,
@@ -23,7 +26,7 @@ export async function startChild(
   role: 'all' | 'api' | 'workers' = 'all',
 ): Promise<ChildService> {
   let out = ''
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'server/src/main.ts', `--role=${role}`], {
+  const proc = spawn(process.execPath, ['server/dist/main.mjs', `--role=${role}`], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? '',
