@@ -27,6 +27,8 @@ export interface IngestWorkerDeps {
 }
 
 const LOCK_DURATION_MS = 15_000
+/** jobs fetched at once when gathering a group */
+const MAX_PARALLEL_FETCHES = 16
 /** rows the outbox may hold, in batches, before the applier waits for ClickHouse to take them */
 const OUTBOX_MAX_BATCHES = 5
 
@@ -146,16 +148,31 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
     stats,
   })
 
+  /**
+   * The next job (waiting for one), then what else waits, up to groupLimit events: fetched
+   * several at a time (each fetch is one script call, and the calls share a round trip), as
+   * many as the first job's size says the group still has room for.
+   */
   const takeGroup = async (token: string): Promise<IngestJob[]> => {
     const first = await worker.getNextJob(token, { block: true })
     if (first === undefined) return []
     const jobs = [first]
     let n = first.data.events.length
+    const per = Math.max(1, n)
     while (n < groupLimit && !closing) {
-      const next = await worker.getNextJob(token, { block: false })
-      if (next === undefined) break
-      jobs.push(next)
-      n += next.data.events.length
+      const want = Math.min(MAX_PARALLEL_FETCHES, Math.ceil((groupLimit - n) / per))
+      const got = await Promise.all(
+        Array.from({ length: want }, () => worker.getNextJob(token, { block: false })),
+      )
+      let empty = false
+      for (const job of got) {
+        if (job === undefined) empty = true
+        else {
+          jobs.push(job)
+          n += job.data.events.length
+        }
+      }
+      if (empty) break
     }
     return jobs
   }
@@ -188,21 +205,39 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
     }
   }
 
+  // the next group is taken while this one is applied: its fetches overlap the commit
   const loop = (async () => {
+    let next: Promise<IngestJob[]> | undefined
     while (!closing) {
       const token = randomUUID()
       try {
         await outboxFull()
         if (closing) break
-        const jobs = await takeGroup(token)
-        if (jobs.length > 0) await runGroup(token, jobs)
+        const jobs = await (next ?? takeGroup(token))
+        next = undefined
+        const groupToken = jobs[0]?.token ?? token
+        if (jobs.length > 0) {
+          if (!closing) next = takeGroup(randomUUID())
+          await runGroup(groupToken, jobs)
+        }
       } catch (e) {
+        next = undefined
         if (closing) break
         // Redis away: the jobs it holds come back through the stalled check; wait and go on
         log.warn({ err: (e as Error).message }, 'ingest worker could not fetch or finish jobs')
         await new Promise((r) => setTimeout(r, 500))
       }
     }
+    // a group taken but not applied goes back to wait, for the next worker (or start)
+    const left = await next?.catch(() => [])
+    await Promise.all(
+      (left ?? []).map((j) =>
+        j.moveToWait(j.token).catch((e: Error) => {
+          // its lock runs out and the stalled check puts it back
+          log.warn({ job: j.id, err: e.message }, 'could not hand a taken job back at close')
+        }),
+      ),
+    )
   })()
 
   return {
