@@ -65,7 +65,11 @@ export async function countersFromClickHouse(ch: ClickHouse): Promise<Map<string
 }
 
 export async function readCounters(redis: Redis, key: string): Promise<Counters> {
-  const h = await redis.hgetall(key)
+  return countersOf(await redis.hgetall(key))
+}
+
+/** The counters of a stats hash (absent fields are 0). */
+export function countersOf(h: Record<string, string>): Counters {
   return {
     clicks: Number(h.clicks ?? 0),
     signups: Number(h.signups ?? 0),

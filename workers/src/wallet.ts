@@ -116,7 +116,11 @@ export interface Wallet {
 
 /** The wallet as the contract shows it; expired credits count for nothing. */
 export async function readWallet(redis: Redis, keys: Keys, userId: string, now: number): Promise<Wallet> {
-  const h = await redis.hgetall(keys.wallet(userId))
+  return walletOf(await redis.hgetall(keys.wallet(userId)), now)
+}
+
+/** A wallet from its hash (field: credit id, value: the credit's JSON). */
+export function walletOf(h: Record<string, string>, now: number): Wallet {
   const credits = Object.values(h)
     .map((v) => JSON.parse(v) as WalletCredit & { expired_cents?: number })
     .map((c) =>
@@ -134,6 +138,10 @@ export async function balances(
   keys: Keys,
   userId: string,
 ): Promise<{ cash: number; held: number }> {
-  const [cash, held] = await redis.hmget(keys.balance(userId), 'cash', 'held')
+  return balancesOf(await redis.hmget(keys.balance(userId), 'cash', 'held'))
+}
+
+/** Cash and held cents from HMGET balance cash held. */
+export function balancesOf([cash, held]: Array<string | null>): { cash: number; held: number } {
   return { cash: Number(cash ?? 0), held: Number(held ?? 0) }
 }

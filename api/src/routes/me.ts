@@ -1,5 +1,5 @@
 import { type Counters, referralLink, type Track } from '@referral/core'
-import { balances, readCounters, readWallet } from '@referral/workers'
+import { balancesOf, countersOf, readWallet, walletOf } from '@referral/workers'
 import { Hono } from 'hono'
 import { streamSSE } from 'hono/streaming'
 import type { ApiDeps } from '../context.ts'
@@ -113,15 +113,29 @@ export function meRoutes(deps: ApiDeps): Hono {
 export async function readStats(deps: ApiDeps, userId: string): Promise<ReferrerStats> {
   const { redis, keys } = deps
   const now = new Date()
-  const [counters, storedAt, track, wallet, money] = await Promise.all([
-    readCounters(redis, keys.stats(userId)),
-    redis.hget(keys.stats(userId), 'stored_at'),
-    trackOf(deps, userId),
-    readWallet(redis, keys, userId, now.getTime()),
-    balances(redis, keys, userId),
-  ])
-  const stored = storedAt === null ? null : Number(storedAt)
-  return toStats(counters, track, { wallet: wallet.balance_cents, ...money }, now, stored)
+  // one round trip: a stats read is the dashboard's most frequent call
+  const replies = await redis
+    .pipeline()
+    .hgetall(keys.stats(userId))
+    .hget(keys.user(userId), 'track')
+    .hgetall(keys.wallet(userId))
+    .hmget(keys.balance(userId), 'cash', 'held')
+    .exec()
+  const [stats, track, wallet, balance] = (replies ?? []).map(([err, v]) => {
+    if (err) throw err
+    return v
+  }) as [Record<string, string>, string | null, Record<string, string>, Array<string | null>]
+  const counters = countersOf(stats)
+  const money = balancesOf(balance)
+  const stored = stats.stored_at === undefined ? null : Number(stats.stored_at)
+  const walletCents = walletOf(wallet, now.getTime()).balance_cents
+  return toStats(
+    counters,
+    track === 'partner' ? 'partner' : 'basic',
+    { wallet: walletCents, ...money },
+    now,
+    stored,
+  )
 }
 
 async function trackOf(deps: ApiDeps, userId: string): Promise<Track> {
