@@ -9,7 +9,8 @@ COPY workers/package.json workers/
 COPY api/package.json api/
 COPY web/package.json web/
 COPY server/package.json server/
-# dev dependencies too: the service runs its TypeScript through tsx, and vite builds the dashboard
+# dev dependencies too: esbuild bundles the service (npm run build, server/dist) and vite builds the
+# dashboard; the ops and migrate commands run their TypeScript through tsx
 RUN npm install --include=dev --no-audit --no-fund
 COPY . .
 RUN npm run build && mkdir -p /data && chown -R node:node /data
