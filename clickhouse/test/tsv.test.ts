@@ -7,6 +7,8 @@ import { migrate } from '../src/migrate.ts'
 import {
   EVENT_COLUMNS,
   type EventRow,
+  eventColumnsOf,
+  eventsTsv,
   LEDGER_COLUMNS,
   type LedgerRow,
   tsvOf,
@@ -99,6 +101,96 @@ describe('rows as TabSeparated', () => {
     })
     const [got] = await back('events', EVENT_COLUMNS, 'id', row.id)
     expect(numbers(got)).toEqual(row)
+  })
+
+  it('sends only the columns some row sets; the others take their defaults', async () => {
+    const base = {
+      type: 'click' as const,
+      ts: 1_796_000_000_000,
+      received_at: 1_796_000_000_001,
+      referrer_id: 'r',
+      code: 'ABCDEFGH',
+      user_id: '',
+      visitor_id: '',
+      counted: 1 as const,
+      first_purchase: 0 as const,
+      note: '',
+      amount_cents: 0,
+      commission_cents: 0,
+      track: '',
+      currency: '',
+      plan: '',
+      purchase_id: '',
+      url: '',
+      referrer_url: '',
+      utm_source: '',
+      utm_medium: '',
+      utm_campaign: '',
+      ip: '',
+      user_agent: '',
+      country: '',
+      is_bot: 0 as const,
+    }
+    const rows: EventRow[] = [
+      { ...base, id: 'sub-1' },
+      { ...base, id: 'sub-2', utm_source: 'news', ip: '10.0.0.1', flags: ['click_rate'] },
+    ]
+    const tsv = eventsTsv(rows)
+    expect(eventColumnsOf(tsv.columns)).toEqual([
+      'id',
+      'type',
+      'ts',
+      'received_at',
+      'referrer_id',
+      'code',
+      'counted',
+      'utm_source',
+      'ip',
+      'flags',
+    ])
+    await ch.insertTsv({
+      table: 'events',
+      columns: eventColumnsOf(tsv.columns),
+      body: tsv.body,
+      dedupToken: 'sub',
+    })
+    const cols = [
+      'id',
+      'referrer_id',
+      'counted',
+      'utm_source',
+      'ip',
+      'flags',
+      'user_agent',
+      'signed_up_at',
+    ] as const
+    const got = await queryRows<Record<string, unknown>>(
+      ch,
+      `SELECT ${cols.map((c) => (c === 'signed_up_at' ? `toUnixTimestamp64Milli(${c}) AS ${c}` : c)).join(', ')}
+       FROM events WHERE startsWith(id, 'sub-') ORDER BY id`,
+    )
+    expect(got.map(numbers)).toEqual([
+      {
+        id: 'sub-1',
+        referrer_id: 'r',
+        counted: 1,
+        utm_source: '',
+        ip: '',
+        flags: [],
+        user_agent: '',
+        signed_up_at: 0,
+      },
+      {
+        id: 'sub-2',
+        referrer_id: 'r',
+        counted: 1,
+        utm_source: 'news',
+        ip: '10.0.0.1',
+        flags: ['click_rate'],
+        user_agent: '',
+        signed_up_at: 0,
+      },
+    ])
   })
 
   it('writes a missing time as the epoch and an absent array as empty', async () => {

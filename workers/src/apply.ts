@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { type EventRow, tsvOf, writeEvent, writeLedger } from '@referral/clickhouse'
+import { type EventRow, eventsTsv, tsvOf, writeLedger } from '@referral/clickhouse'
 import {
   COUNTER_FIELDS,
   type Keys,
@@ -38,8 +38,9 @@ import { eventsOfGroup } from './webhooks.ts'
 
 /** What a group keeps in Redis until its rows are in ClickHouse (a hash: events, ledger, meta JSON). */
 export interface StoredGroup {
-  /** events rows, TabSeparated in EVENT_COLUMNS order */
+  /** events rows, TabSeparated in the columns `eventColumns` names (bits over EVENT_COLUMNS) */
   events: Buffer
+  eventColumns: number
   /** ledger rows, TabSeparated in LEDGER_COLUMNS order */
   ledger: Buffer
   rows: number
@@ -194,8 +195,10 @@ export async function applyJobs(
 }
 
 function recordOf(res: Resolution, opts: ApplyOptions): StoredGroup {
+  const events = eventsTsv(res.rows)
   return {
-    events: tsvOf(res.rows, writeEvent),
+    events: events.body,
+    eventColumns: events.columns,
     ledger: tsvOf(res.ledger, writeLedger),
     rows: res.rows.length + res.ledger.length,
     expiries: res.expiries,

@@ -150,8 +150,9 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
 
   /**
    * The next job (waiting for one), then what else waits, up to groupLimit events: fetched
-   * several at a time (each fetch is one script call, and the calls share a round trip), as
-   * many as the first job's size says the group still has room for.
+   * a few at a time (each fetch is one script call; calls made together share a round trip),
+   * 1, 2, 4... while every fetch brings a job, so that a backlog is gathered in few round
+   * trips and a trickle wastes at most one empty fetch a group.
    */
   const takeGroup = async (token: string): Promise<IngestJob[]> => {
     const first = await worker.getNextJob(token, { block: true })
@@ -159,10 +160,10 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
     const jobs = [first]
     let n = first.data.events.length
     const per = Math.max(1, n)
-    while (n < groupLimit && !closing) {
-      const want = Math.min(MAX_PARALLEL_FETCHES, Math.ceil((groupLimit - n) / per))
+    for (let want = 1; n < groupLimit && !closing; want = Math.min(MAX_PARALLEL_FETCHES, want * 2)) {
+      const room = Math.ceil((groupLimit - n) / per)
       const got = await Promise.all(
-        Array.from({ length: want }, () => worker.getNextJob(token, { block: false })),
+        Array.from({ length: Math.min(want, room) }, () => worker.getNextJob(token, { block: false })),
       )
       let empty = false
       for (const job of got) {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { type ClickHouse, EVENT_COLUMNS, LEDGER_COLUMNS } from '@referral/clickhouse'
+import { type ClickHouse, eventColumnsOf, LEDGER_COLUMNS } from '@referral/clickhouse'
 import { type Keys, type Logger, newId } from '@referral/core'
 import type { Redis } from 'ioredis'
 import { parseOutboxEntry, type StoredGroup } from './apply.ts'
@@ -166,12 +166,22 @@ async function storeBatch(
     entries.map((e) => e.groupId),
   )
   const t0 = performance.now()
-  await ch.insertTsv({
-    table: 'events',
-    columns: EVENT_COLUMNS,
-    body: Buffer.concat(records.map((r) => r.events)),
-    dedupToken: `events:${batch.id}`,
-  })
+  // one insert per set of columns (groups of like events share one); the token names it
+  const byColumns = new Map<number, Buffer[]>()
+  for (const r of records) {
+    if (r.events.length === 0) continue
+    const list = byColumns.get(r.eventColumns) ?? []
+    list.push(r.events)
+    byColumns.set(r.eventColumns, list)
+  }
+  for (const [columns, bodies] of byColumns) {
+    await ch.insertTsv({
+      table: 'events',
+      columns: eventColumnsOf(columns),
+      body: Buffer.concat(bodies),
+      dedupToken: `events:${batch.id}:${columns}`,
+    })
+  }
   await ch.insertTsv({
     table: 'ledger',
     columns: LEDGER_COLUMNS,
@@ -218,6 +228,7 @@ async function readGroups(redis: Redis, keys: Keys, groupIds: readonly string[])
         : (JSON.parse(meta.toString()) as Omit<StoredGroup, 'events' | 'ledger'>)
     return {
       events: events ?? none,
+      eventColumns: m?.eventColumns ?? 0,
       ledger: ledger ?? none,
       rows: m?.rows ?? 0,
       expiries: m?.expiries ?? [],

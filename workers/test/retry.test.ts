@@ -102,6 +102,37 @@ describe('a job or a batch retried after the worker died', () => {
     expect((await outboxStatus(redis, keys)).rows).toBe(0)
   })
 
+  it('a batch of groups with other columns (clicks only, and a purchase) inserts each once, also when redone', async () => {
+    const ts = Date.now()
+    const clicksOnly: QueuedEvent[] = Array.from({ length: 5 }, (_, i) => ({
+      type: 'click',
+      id: `mix-c${i}`,
+      code,
+      ts,
+      received_at: ts,
+    }))
+    await applyJobs(redis, keys, [{ id: 'job-mix1', events: clicksOnly }], opts)
+    await applyJobs(redis, keys, [{ id: 'job-mix2', events: events('mix2-') }], opts)
+    const died = new Error('the storer died after inserting')
+    await expect(
+      storeOutbox(redis, keys, ch, {
+        maxRows: 1000,
+        afterInsert: async () => {
+          throw died
+        },
+      }),
+    ).rejects.toBe(died)
+    await flushOutbox(redis, keys, ch)
+    expect(await rows('mix-c')).toEqual({ events: 5, ledger: 0 })
+    expect(await rows('mix2-')).toEqual({ events: 22, ledger: 2 })
+    const [p] = await queryRows<{ amount_cents: string; referrer_id: string }>(
+      ch,
+      "SELECT amount_cents, referrer_id FROM events WHERE id = 'mix2-p'",
+    )
+    expect(Number(p?.amount_cents)).toBe(2000)
+    expect(p?.referrer_id).toBe('ref')
+  })
+
   it('ClickHouse refused the insert of a recorded batch: the same batch goes once it is back, groups applied since after it', async () => {
     const [e1, e2] = [events('ch1-'), events('ch2-')]
     await applyJobs(redis, keys, [{ id: 'job-ch1', events: e1 }], opts)
