@@ -170,14 +170,13 @@ export async function applyJobs(
     let optimistic = true
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const snapshot = emptySnapshot()
-      if (optimistic) for (const m of unique.markers) snapshot.markers.set(m, false)
-      else await loadTaken(redis, keys, unique.markers, snapshot, opts)
+      if (!optimistic) await loadTaken(redis, keys, unique.markers, snapshot, opts)
       // what the rules surely read, at once; what they find they need besides comes next
       await load(redis, keys, likelyNeeds(unique.events), snapshot)
-      let result = resolveBatch(unique.events, snapshot, opts)
+      let result = resolveBatch(unique.events, snapshot, opts, unique.markers)
       while (result.needs !== null) {
         await load(redis, keys, result.needs, snapshot)
-        result = resolveBatch(unique.events, snapshot, opts)
+        result = resolveBatch(unique.events, snapshot, opts, unique.markers)
       }
       const res = result.resolution
       if (res.taken.length === 0) return null
@@ -282,14 +281,13 @@ async function loadTaken(
   snap: StateSnapshot,
   opts: ApplyOptions,
 ): Promise<void> {
-  for (const id of ids) snap.markers.set(id, false)
   const p = redis.pipeline()
   const { days } = takenDays((opts.now ?? Date.now)(), opts.dedupWindowSeconds)
   for (const day of days) p.smismember(keys.takenOn(day), ...ids)
   for (const [err, hits] of (await p.exec()) ?? []) {
     if (err) throw err
     ;(hits as number[]).forEach((hit, i) => {
-      if (hit === 1) snap.markers.set(ids[i] as string, true)
+      if (hit === 1) snap.taken.add(ids[i] as string)
     })
   }
 }

@@ -4,9 +4,9 @@ import {
   type CreditExpiry,
   emptyNeeds,
   type HeldRefund,
-  markerId,
   type Needs,
   type PurchaseState,
+  type StateKind,
   type StateSnapshot,
   type UserState,
   type VisitorState,
@@ -72,25 +72,25 @@ export class View {
     private readonly out: Resolution,
   ) {}
 
-  private read<K extends keyof StateSnapshot>(
+  private read<K extends StateKind>(
     kind: K,
     key: string,
   ): StateSnapshot[K] extends Map<string, infer V> ? V | undefined : never {
     const map = this.snap[kind] as Map<string, unknown>
-    if (!map.has(key)) {
+    // a loaded key never maps to undefined (absent values are null, {} or []): one lookup
+    const v = map.get(key)
+    if (v === undefined) {
       this.needs[kind].add(key)
       this.missing = true
-      return undefined as never
     }
-    return map.get(key) as never
+    return v as never
   }
 
-  taken(type: string, id: string): boolean {
-    const k = markerId(type, id)
-    return this.takenHere.has(k) || this.read('markers', k) === true
+  /** whether the event with this marker id (`type:id`) was taken, before or in this batch */
+  taken(k: string): boolean {
+    return this.takenHere.has(k) || this.snap.taken.has(k)
   }
-  take(type: string, id: string): void {
-    const k = markerId(type, id)
+  take(k: string): void {
     this.takenHere.add(k)
     this.out.taken.push(k)
   }

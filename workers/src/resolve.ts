@@ -18,7 +18,14 @@ import {
 } from './fraud.ts'
 import { emptyResolution, type ResolveOptions, type ResolveResult, View } from './resolution.ts'
 import { moneyRules } from './resolve-money.ts'
-import { emptyNeeds, type Needs, type StateSnapshot, type UserState, type WalletCredit } from './state.ts'
+import {
+  emptyNeeds,
+  markerId,
+  type Needs,
+  type StateSnapshot,
+  type UserState,
+  type WalletCredit,
+} from './state.ts'
 
 function baseRow(e: QueuedEvent): EventRow {
   return {
@@ -99,6 +106,8 @@ export function resolveBatch(
   events: readonly QueuedEvent[],
   snapshot: StateSnapshot,
   opts: ResolveOptions,
+  /** the events' marker ids (`type:id`), when the caller has them already */
+  markerIds?: readonly string[],
 ): ResolveResult {
   const out = emptyResolution()
   const view = new View(snapshot, out)
@@ -146,20 +155,19 @@ export function resolveBatch(
   const click = (e: ClickEvent, row: EventRow) => {
     const owner = view.codeOwner(e.code)
     const bot = e.user_agent !== undefined && isbot(e.user_agent)
-    Object.assign(row, {
-      code: e.code,
-      visitor_id: e.visitor_id ?? '',
-      url: e.url ?? '',
-      referrer_url: e.referrer ?? '',
-      utm_source: e.utm_source ?? '',
-      utm_medium: e.utm_medium ?? '',
-      utm_campaign: e.utm_campaign ?? '',
-      ip: e.ip ?? '',
-      user_agent: e.user_agent ?? '',
-      country: e.country ?? '',
-      is_bot: bot ? 1 : 0,
-      referrer_id: owner ?? '',
-    })
+    // field by field: the hottest rule of all, and Object.assign would build an object a click
+    row.code = e.code
+    row.visitor_id = e.visitor_id ?? ''
+    row.url = e.url ?? ''
+    row.referrer_url = e.referrer ?? ''
+    row.utm_source = e.utm_source ?? ''
+    row.utm_medium = e.utm_medium ?? ''
+    row.utm_campaign = e.utm_campaign ?? ''
+    row.ip = e.ip ?? ''
+    row.user_agent = e.user_agent ?? ''
+    row.country = e.country ?? ''
+    row.is_bot = bot ? 1 : 0
+    row.referrer_id = owner ?? ''
     if (owner === null) {
       row.note = 'unknown_code'
       return
@@ -286,9 +294,11 @@ export function resolveBatch(
 
   const { purchase, refund, decide } = moneyRules({ out, view, fraud, bump, post, setUser })
 
-  for (const e of events) {
-    if (view.taken(e.type, e.id)) continue
-    view.take(e.type, e.id)
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i] as QueuedEvent
+    const k = markerIds?.[i] ?? markerId(e.type, e.id)
+    if (view.taken(k)) continue
+    view.take(k)
     const row = baseRow(e)
     switch (e.type) {
       case 'click':

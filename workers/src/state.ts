@@ -59,7 +59,8 @@ export interface HeldRefund {
 
 /** A loaded key is present in its map; a loaded key with no value maps to null (or {} for users). */
 export interface StateSnapshot {
-  markers: Map<string, boolean>
+  /** event ids (`type:id`) taken before this batch; every other id is new */
+  taken: Set<string>
   codes: Map<string, string | null>
   users: Map<string, UserState>
   visitors: Map<string, VisitorState | null>
@@ -69,13 +70,14 @@ export interface StateSnapshot {
   recent: Map<string, number[]>
 }
 
-export type StateKind = keyof StateSnapshot
+/** what the resolver asks for when it is not loaded yet (which ids are taken is known up front) */
+export type StateKind = Exclude<keyof StateSnapshot, 'taken'>
 
 export type Needs = Record<StateKind, Set<string>>
 
 export function emptySnapshot(): StateSnapshot {
   return {
-    markers: new Map(),
+    taken: new Set(),
     codes: new Map(),
     users: new Map(),
     visitors: new Map(),
@@ -87,7 +89,6 @@ export function emptySnapshot(): StateSnapshot {
 
 export function emptyNeeds(): Needs {
   return {
-    markers: new Set(),
     codes: new Set(),
     users: new Set(),
     visitors: new Set(),

@@ -17,7 +17,6 @@ export function run(
   seed(snap)
   let r = resolveBatch(events, snap, opts)
   while (r.needs !== null) {
-    for (const k of r.needs.markers) snap.markers.set(k, false)
     for (const k of r.needs.codes) snap.codes.set(k, null)
     for (const k of r.needs.users) snap.users.set(k, {})
     for (const k of r.needs.visitors) snap.visitors.set(k, null)
