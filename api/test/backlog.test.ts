@@ -1,6 +1,7 @@
 import { AppError } from '@referral/core'
 import { describe, expect, it } from 'vitest'
-import { Backlog } from '../src/backlog.ts'
+import { Backlog, MAX_PACE_MS } from '../src/backlog.ts'
+import { makeIngest } from '../src/routes/events.ts'
 
 describe('ingest backpressure', () => {
   it('refuses new events with 503 and Retry-After once the queue is deeper than the limit', async () => {
@@ -47,6 +48,47 @@ describe('ingest backpressure', () => {
       expect(backlog.sampleFailures).toBeGreaterThan(0)
       expect(backlog.waitingJobs).toBe(500)
       expect(() => backlog.admit()).toThrow(AppError)
+    } finally {
+      backlog.stop()
+    }
+  })
+
+  it('holds back answers by the lag past paceAfterMs (at most a second), after queueing', async () => {
+    let lag = 500
+    const backlog = new Backlog(async () => 0, 100, 5, { sample: async () => lag, paceAfterMs: 2_000 })
+    const queued: number[] = []
+    const ingest = makeIngest({
+      ingestApiKey: 'k'.repeat(32),
+      backlog,
+      events: {
+        submit: async (events) => {
+          queued.push(events.length)
+        },
+      },
+    })
+    const request = {
+      authorization: `Bearer ${'k'.repeat(32)}`,
+      contentType: 'application/json',
+      readText: async () => JSON.stringify({ type: 'click', code: 'AB12CD34' }),
+    }
+    backlog.start()
+    try {
+      await new Promise((r) => setTimeout(r, 20))
+      expect(backlog.pace()).toBe(0)
+      let t0 = performance.now()
+      await ingest(request)
+      expect(performance.now() - t0).toBeLessThan(200)
+      lag = 2_400
+      await new Promise((r) => setTimeout(r, 20))
+      expect(backlog.pace()).toBe(400)
+      t0 = performance.now()
+      await ingest(request)
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(390)
+      lag = 60_000
+      await new Promise((r) => setTimeout(r, 20))
+      expect(backlog.pace()).toBe(MAX_PACE_MS)
+      // paced, never refused: each request's events were queued
+      expect(queued).toEqual([1, 1])
     } finally {
       backlog.stop()
     }

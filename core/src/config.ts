@@ -51,6 +51,7 @@ const envSchema = z.object({
     .default('ra'),
   CLICK_RATE_LIMIT_PER_MINUTE: intFrom(120, 1, 1_000_000),
   MAX_QUEUED_JOBS: intFrom(20_000, 0, 100_000_000),
+  INGEST_PACE_AFTER_MS: intFrom(2_000, 0, 3_600_000),
   CLICKHOUSE_FLUSH_MS: intFrom(1_000, 0, 60_000),
   CLICKHOUSE_BATCH_ROWS: intFrom(100_000, 1, 1_000_000),
   SHUTDOWN_GRACE_MS: intFrom(10_000, 100, 600_000),
@@ -143,6 +144,11 @@ export interface Config {
   /** ingest jobs waiting past which POST /v1/events answers 503; 0: no limit */
   maxQueuedJobs: number
   /**
+   * once the oldest waiting ingest job is older than this (ms), each 202 is held back by the
+   * excess (at most 1 s): senders slow down to what the workers take. 0: never
+   */
+  ingestPaceAfterMs: number
+  /**
    * applied events reach ClickHouse through the outbox (workers/src/outbox.ts): a batch is
    * inserted once `batchRows` rows wait or the oldest has waited `flushMs`. The live counters
    * do not wait for it; the ClickHouse-backed reports lag by up to flushMs
@@ -225,6 +231,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     queuePrefix: e.QUEUE_PREFIX,
     clickRateLimitPerMinute: e.CLICK_RATE_LIMIT_PER_MINUTE,
     maxQueuedJobs: e.MAX_QUEUED_JOBS,
+    ingestPaceAfterMs: e.INGEST_PACE_AFTER_MS,
     store: { flushMs: e.CLICKHOUSE_FLUSH_MS, batchRows: e.CLICKHOUSE_BATCH_ROWS },
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,

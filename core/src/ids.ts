@@ -43,3 +43,15 @@ function nextRandom10(): Buffer {
   poolOffset += 10
   return out
 }
+
+/** The time (epoch ms) a newId was made at: its first ten characters. NaN for other ids. */
+export function idTime(id: string): number {
+  if (id.length < 10) return Number.NaN
+  let t = 0
+  for (let i = 0; i < 10; i++) {
+    const v = B32.indexOf(id[i] ?? '')
+    if (v < 0) return Number.NaN
+    t = t * 32 + v
+  }
+  return t
+}

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { CODE_ALPHABET, makeReferralCode, normalizeCode, referralLink } from '../src/codes.ts'
 import { parseConfig } from '../src/config.ts'
 import { eventInput, settleEvent } from '../src/events.ts'
+import { idTime, newId } from '../src/ids.ts'
 
 describe('referral codes', () => {
   it('are 8 characters of Crockford base32 without I, L, O, U, and differ', () => {
@@ -49,5 +50,13 @@ describe('config', () => {
 
   it('says what is wrong with a bad environment', () => {
     expect(() => parseConfig({ PORT: 'eighty', REDIS_URL: 'not a url' })).toThrow(/PORT[\s\S]*REDIS_URL/)
+  })
+})
+
+describe('generated ids', () => {
+  it('carry the time they were made at', () => {
+    const at = Date.UTC(2026, 11, 1, 12, 34, 56, 789)
+    expect(idTime(newId(at))).toBe(at)
+    expect(idTime('not-an-id!')).toBeNaN()
   })
 })

@@ -6,6 +6,7 @@ import { Backlog, createApp, directIngest, GroupCommitter, Metrics, StatsHub } f
 import { type ClickHouse, migrate, openClickHouse, queryRows } from '@referral/clickhouse'
 import {
   INGEST_JOB_OPTIONS,
+  idTime,
   type JobPayloads,
   type Keys,
   type Logger,
@@ -311,7 +312,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
         async (events) => {
           await q.add('events', { events }, { ...INGEST_JOB_OPTIONS, jobId: newId() })
         },
-        { maxBatchEvents: 5000, maxInFlight: 4 },
+        { maxBatchEvents: 5000, maxInFlight: Number(process.env.TMP_INFLIGHT ?? 4) },
       )
       committer = gc
       const lifecycle = { draining: false }
@@ -320,7 +321,16 @@ export async function startService(opts: StartOptions): Promise<Service> {
       const hub = new StatsHub(subscriber, keys, log)
       await hub.start()
       statsHub = hub
-      const backlog = new Backlog(() => q.getWaitingCount(), config.maxQueuedJobs)
+      // the oldest waiting job's age, from its id (newId: time-ordered) without reading the job
+      const oldestWaitingMs = async () => {
+        const [oldest] = await q.getRanges(['wait'], 0, 0, true)
+        const at = oldest === undefined ? Number.NaN : idTime(oldest)
+        return Number.isNaN(at) ? 0 : Math.max(0, Date.now() - at)
+      }
+      const backlog = new Backlog(() => q.getWaitingCount(), config.maxQueuedJobs, 250, {
+        sample: oldestWaitingMs,
+        paceAfterMs: config.ingestPaceAfterMs,
+      })
       metrics.add({
         name: 'ra_ingest_events_accepted_total',
         help: 'events acknowledged with 202',
@@ -349,10 +359,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
         name: 'ra_ingest_lag_seconds',
         help: 'age of the oldest ingest job still waiting: how far the workers are behind',
         type: 'gauge',
-        read: async () => {
-          const [oldest] = await q.getJobs(['wait'], 0, 0, true)
-          return oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest.timestamp) / 1000)
-        },
+        read: async () => (await oldestWaitingMs()) / 1000,
       })
       metrics.add({
         name: 'ra_outbox_rows',

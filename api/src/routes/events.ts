@@ -33,6 +33,9 @@ export function makeIngest(deps: IngestDeps): (req: IngestRequest) => Promise<In
     const events = parseEventsBody(await parseJsonBody(req.contentType, req.readText))
     deps.backlog.admit()
     await deps.events.submit(events)
+    // queued: the answer waits a moment if the workers are behind (Backlog.pace)
+    const pace = deps.backlog.pace()
+    if (pace > 0) await new Promise((r) => setTimeout(r, pace))
     return { accepted: events.length, ids: events.map((e) => e.id) }
   }
 }
