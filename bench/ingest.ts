@@ -8,6 +8,7 @@ import { SignJWT } from 'jose'
 import { type Baseline, rows, type ServiceRun, steadyRows } from './figures.ts'
 import { batchLoops, cannon, getJson, waitFor200 } from './load.ts'
 import { openPipeline, QueueSampler, RssSampler, readMetrics, waitForDrain } from './pipeline.ts'
+import type { ProbeResult, ProbeSpec } from './probes.ts'
 import {
   childrenReport,
   freePort,
@@ -22,7 +23,7 @@ import {
   trackTmpDir,
 } from './proc.ts'
 import { fmt, machine, table } from './report.ts'
-import { fixedRate, steadyLoad } from './steady.ts'
+import { steadyLoad } from './steady.ts'
 
 /**
  * `npm run bench [-- --quick]`: one run on this machine, each figure against a baseline of the
@@ -53,6 +54,18 @@ const ingestHeaders = { authorization: `Bearer ${INGEST_KEY}`, 'content-type': '
 const log = (msg: string) => process.stderr.write(`[bench ${fmt.s(performance.now() - startedAt)}] ${msg}\n`)
 const tsxArgs = (script: string) => ['--import', 'tsx', join(ROOT, script)]
 
+/**
+ * The latency probes in a process of their own (probes.ts), apart from the load generator:
+ * resolves once they are warm and measuring, with their result to come.
+ */
+async function startProbes(spec: ProbeSpec): Promise<{ done: Promise<ProbeResult> }> {
+  const args = [...tsxArgs('bench/probes.ts'), JSON.stringify(spec)]
+  const child = startChild('probes', process.execPath, args, { env: process.env, cwd: ROOT })
+  const result = child.waitForLine((l) => l.startsWith('{'), spec.durationMs + 60_000)
+  await child.waitForLine((l) => l === 'ready', 60_000)
+  return { done: result.then((line) => JSON.parse(line) as ProbeResult) }
+}
+
 async function baseline(): Promise<Baseline> {
   const bare = startChild('bare-server', process.execPath, tsxArgs('bench/bare-server.ts'), {
     env: { ...process.env, PORT: '0' },
@@ -77,15 +90,13 @@ async function baseline(): Promise<Baseline> {
     checkAccepted: false,
   })
   log('baseline: GET at a fixed rate')
-  const stats = await fixedRate(
-    async () => {
-      const res = await fetch(url)
-      await res.text()
-      return res.status === 202
-    },
-    STATS_PER_SEC,
-    Math.min(STEADY_MS, 3_000),
-  )
+  const probes = await startProbes({
+    statsUrl: url,
+    authHeaders: {},
+    statsPerSec: STATS_PER_SEC,
+    durationMs: Math.min(STEADY_MS, 3_000),
+  })
+  const { stats } = await probes.done
   await stopChild(bare, 'SIGTERM', 5_000)
   return { single, batch, stats }
 }
@@ -181,8 +192,15 @@ async function service(): Promise<ServiceRun> {
     durationMs: STEADY_MS,
     probeEveryMs: 50,
     statsPerSec: STATS_PER_SEC,
-    healthUrl: `${base}/healthz`,
-    redisPing: pipeline.ping,
+    probes: () =>
+      startProbes({
+        statsUrl: `${base}/v1/me/stats`,
+        authHeaders: probeAuth,
+        statsPerSec: STATS_PER_SEC,
+        durationMs: STEADY_MS,
+        healthUrl: `${base}/healthz`,
+        redisPort: pipeline.redisPort,
+      }),
   })
   const steadyDrain = await waitForDrain({
     ...watch,

@@ -22,8 +22,6 @@ export interface Pipeline {
   counts(): Promise<QueueCounts>
   usedMemory(): Promise<number>
   dbsize(): Promise<number>
-  /** PING on a connection of its own; true when answered PONG */
-  ping(): Promise<boolean>
   /** MEMORY USAGE of a set over its members, bytes a member (NaN if it does not exist) */
   bytesPerMember(key: string): Promise<number>
   close(): Promise<void>
@@ -45,9 +43,6 @@ export async function openPipeline(dataDir: string): Promise<Pipeline> {
   })
   const keys = makeKeys('ra')
   const queue = new Queue('ingest', { connection, prefix: keys.bullPrefix() })
-  // idle but for the pings: how long redis-server takes to answer anyone under the load
-  const pinger = new Redis({ host: '127.0.0.1', port: state.port, maxRetriesPerRequest: 1 })
-  pinger.on('error', () => {})
   return {
     redisPid: state.pid,
     redisPort: state.port,
@@ -64,7 +59,6 @@ export async function openPipeline(dataDir: string): Promise<Pipeline> {
       return Number(info.match(/^used_memory:(\d+)/m)?.[1] ?? Number.NaN)
     },
     dbsize: () => connection.dbsize(),
-    ping: async () => (await pinger.ping()) === 'PONG',
     bytesPerMember: async (key) => {
       const n = await connection.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')
       const members = await connection.scard(key)
@@ -73,7 +67,6 @@ export async function openPipeline(dataDir: string): Promise<Pipeline> {
     close: async () => {
       await queue.close()
       connection.disconnect()
-      pinger.disconnect()
     },
   }
 }

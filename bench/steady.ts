@@ -1,3 +1,5 @@
+import type { ProbeResult } from './probes.ts'
+
 /**
  * The steady phase of `npm run bench`: a constant ingest load (open loop: batches are sent on
  * a clock, whether or not earlier ones were answered), during which
@@ -133,9 +135,12 @@ export interface SteadyOptions {
   durationMs: number
   probeEveryMs: number
   statsPerSec: number
-  /** beside the stats requests, each at half their rate, to tell apart what their latency is made of */
-  healthUrl: string
-  redisPing: () => Promise<boolean>
+  /**
+   * the latency probes (GET /v1/me/stats at statsPerSec; GET /healthz and a redis-server PING
+   * at half that, to tell apart what the stats latency is made of), run in a process of their
+   * own for the phase's duration (probes.ts)
+   */
+  probes: () => Promise<{ done: Promise<ProbeResult> }>
 }
 
 export interface SteadyRun {
@@ -160,6 +165,8 @@ export interface SteadyRun {
 }
 
 export async function steadyLoad(o: SteadyOptions): Promise<SteadyRun> {
+  // warm and measuring before the load's clock starts
+  const probes = await o.probes()
   const stream = new StatsStream()
   await stream.open(o.streamUrl, o.authHeaders)
   const base = stream.lastClicks
@@ -185,7 +192,7 @@ export async function steadyLoad(o: SteadyOptions): Promise<SteadyRun> {
   stream.onStats((clicks, t) => {
     for (let k = seenAt.length + 1; k <= clicks - base; k++) seenAt.push(t)
   })
-  const probes = (async () => {
+  const probeClicks = (async () => {
     for (let k = 1; performance.now() < end; k++) {
       const next = performance.now() + o.probeEveryMs
       const res = await fetch(o.ingestUrl, {
@@ -239,23 +246,13 @@ export async function steadyLoad(o: SteadyOptions): Promise<SteadyRun> {
     }
   })()
 
-  /** a GET answered 200, its body read */
-  const getOk =
-    (url: string, headers: Record<string, string> = {}) =>
-    async () => {
-      const res = await fetch(url, { headers })
-      await res.text()
-      return res.status === 200
-    }
-  const stats = fixedRate(getOk(o.statsUrl, o.authHeaders), o.statsPerSec, o.durationMs)
-  const health = fixedRate(getOk(o.healthUrl), o.statsPerSec / 2, o.durationMs)
-  const redisPing = fixedRate(o.redisPing, o.statsPerSec / 2, o.durationMs)
-  await Promise.all([probes, load])
+  await Promise.all([probeClicks, load])
   await Promise.all(loadRequests)
   run.achievedPerSec = run.loadAccepted / ((performance.now() - t0) / 1000)
-  run.stats = await stats
-  run.health = await health
-  run.redisPing = await redisPing
+  const measured = await probes.done
+  run.stats = measured.stats
+  run.health = measured.health
+  run.redisPing = measured.redisPing
   const deadline = performance.now() + 5_000
   while (seenAt.length < acked.length && performance.now() < deadline) {
     await new Promise((r) => setTimeout(r, 20))

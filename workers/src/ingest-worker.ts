@@ -140,6 +140,8 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
   // its own connection: a batch's large reads do not hold up the applier's commands
   const storeConn = makeRedis(deps.redisUrl, 'transaction', 'outbox')
   storeConn.on('error', (e) => log.warn({ err: e.message }, 'outbox redis'))
+  // it fails fast when not connected (no offline queue): connected before the loop starts
+  await whenReady(storeConn)
   const store = startStoreLoop(storeConn, keys, ch, {
     maxRows: config.store.batchRows,
     flushMs: config.store.flushMs,

@@ -23,16 +23,21 @@ export interface OutboxStatus {
 }
 
 export async function outboxStatus(redis: Redis, keys: Keys): Promise<OutboxStatus> {
-  const [[, len], [, rows], [, head]] = (await redis
+  const replies = await redis
     .pipeline()
     .llen(keys.outbox())
     .get(keys.outboxRows())
     .lindex(keys.outbox(), 0)
-    .exec()) as [[unknown, number], [unknown, string | null], [unknown, string | null]]
+    .exec()
+  if (replies === null) throw new Error('the outbox status pipeline was not run')
+  const [len, rows, head] = replies.map(([err, value]) => {
+    if (err) throw err
+    return value
+  }) as [number, string | null, string | null]
   return {
     groups: len,
     rows: Number(rows ?? 0),
-    oldestAt: head === null ? null : parseOutboxEntry(head).at,
+    oldestAt: typeof head === 'string' ? parseOutboxEntry(head).at : null,
   }
 }
 
