@@ -5,6 +5,7 @@ import { getRequestListener } from '@hono/node-server'
 import { Backlog, createApp, directIngest, GroupCommitter, Metrics, StatsHub } from '@referral/api'
 import { type ClickHouse, migrate, openClickHouse, queryRows } from '@referral/clickhouse'
 import {
+  encodeEvents,
   INGEST_JOB_OPTIONS,
   idTime,
   type JobPayloads,
@@ -310,7 +311,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
       })
       const gc = new GroupCommitter(
         async (events) => {
-          await q.add('events', { events }, { ...INGEST_JOB_OPTIONS, jobId: newId() })
+          await q.add('events', encodeEvents(events), { ...INGEST_JOB_OPTIONS, jobId: newId() })
         },
         { maxBatchEvents: 5000, maxInFlight: Number(process.env.TMP_INFLIGHT ?? 4) },
       )

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto'
 import type { ClickHouse } from '@referral/clickhouse'
 import {
   backoffStrategy,
+  decodeEvents,
+  eventCount,
   type JobPayloads,
   type Keys,
   type Logger,
@@ -160,7 +162,7 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
     const first = await worker.getNextJob(token, { block: true })
     if (first === undefined) return []
     const jobs = [first]
-    let n = first.data.events.length
+    let n = eventCount(first.data)
     const per = Math.max(1, n)
     for (let want = 1; n < groupLimit && !closing; want = Math.min(MAX_PARALLEL_FETCHES, want * 2)) {
       const room = Math.ceil((groupLimit - n) / per)
@@ -172,7 +174,7 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
         if (job === undefined) empty = true
         else {
           jobs.push(job)
-          n += job.data.events.length
+          n += eventCount(job.data)
         }
       }
       if (empty) break
@@ -189,7 +191,7 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
   }
 
   const runGroup = async (token: string, jobs: IngestJob[]) => {
-    const inputs = jobs.map((j) => ({ id: j.id ?? '', events: j.data.events }))
+    const inputs = jobs.map((j) => ({ id: j.id ?? '', events: decodeEvents(j.data) }))
     try {
       const t0 = performance.now()
       await applyJobs(tx, keys, inputs, opts)
