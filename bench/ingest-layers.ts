@@ -44,7 +44,7 @@ async function serve(layer: Layer, redisUrl: string): Promise<void> {
       async (events: QueuedEvent[]) => {
         await q.add('events', { events }, { ...INGEST_JOB_OPTIONS, jobId: newId() })
       },
-      { maxBatchEvents: 5000, maxInFlight: Number(process.env.TMP_INFLIGHT ?? 4) },
+      { maxBatchEvents: 5000, maxInFlight: 4 },
     )
   }
   const server = createServer((req, res) => {

@@ -313,7 +313,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
         async (events) => {
           await q.add('events', encodeEvents(events), { ...INGEST_JOB_OPTIONS, jobId: newId() })
         },
-        { maxBatchEvents: 5000, maxInFlight: Number(process.env.TMP_INFLIGHT ?? 4) },
+        { maxBatchEvents: 5000, maxInFlight: 4 },
       )
       committer = gc
       const lifecycle = { draining: false }
