@@ -250,9 +250,9 @@ export class TsvWriter {
     return this
   }
 
-  /** the body written so far, in a buffer of its own */
+  /** the body written so far (a view of the writer's buffer: the writer is done with it) */
   take(): Buffer {
-    return Buffer.from(this.buf.subarray(0, this.pos))
+    return this.buf.subarray(0, this.pos)
   }
 
   private ascii(s: string): this {
