@@ -38,6 +38,38 @@ export interface EventRow {
   reason?: string
 }
 
+/** A row with nothing set but what every row has: the empty values are the columns' defaults. */
+export function emptyEventRow(id: string, type: EventRow['type'], ts: number, receivedAt: number): EventRow {
+  return {
+    id,
+    type,
+    ts,
+    received_at: receivedAt,
+    referrer_id: '',
+    code: '',
+    user_id: '',
+    visitor_id: '',
+    counted: 0,
+    first_purchase: 0,
+    note: '',
+    amount_cents: 0,
+    commission_cents: 0,
+    track: '',
+    currency: '',
+    plan: '',
+    purchase_id: '',
+    url: '',
+    referrer_url: '',
+    utm_source: '',
+    utm_medium: '',
+    utm_campaign: '',
+    ip: '',
+    user_agent: '',
+    country: '',
+    is_bot: 0,
+  }
+}
+
 export type LedgerKind =
   | 'commission'
   | 'commission_reversal'

@@ -7,6 +7,7 @@ import { migrate } from '../src/migrate.ts'
 import {
   EVENT_COLUMNS,
   type EventRow,
+  emptyEventRow,
   eventColumnsOf,
   eventsTsv,
   LEDGER_COLUMNS,
@@ -105,31 +106,10 @@ describe('rows as TabSeparated', () => {
 
   it('sends only the columns some row sets; the others take their defaults', async () => {
     const base = {
-      type: 'click' as const,
-      ts: 1_796_000_000_000,
-      received_at: 1_796_000_000_001,
+      ...emptyEventRow('', 'click', 1_796_000_000_000, 1_796_000_000_001),
       referrer_id: 'r',
       code: 'ABCDEFGH',
-      user_id: '',
-      visitor_id: '',
       counted: 1 as const,
-      first_purchase: 0 as const,
-      note: '',
-      amount_cents: 0,
-      commission_cents: 0,
-      track: '',
-      currency: '',
-      plan: '',
-      purchase_id: '',
-      url: '',
-      referrer_url: '',
-      utm_source: '',
-      utm_medium: '',
-      utm_campaign: '',
-      ip: '',
-      user_agent: '',
-      country: '',
-      is_bot: 0 as const,
     }
     const rows: EventRow[] = [
       { ...base, id: 'sub-1' },
@@ -195,31 +175,7 @@ describe('rows as TabSeparated', () => {
 
   it('writes a missing time as the epoch and an absent array as empty', async () => {
     const row: EventRow = {
-      id: 'ev-2',
-      type: 'click',
-      ts: 1_796_000_000_000,
-      received_at: 1_796_000_000_000,
-      referrer_id: '',
-      code: '',
-      user_id: '',
-      visitor_id: '',
-      counted: 0,
-      first_purchase: 0,
-      note: '',
-      amount_cents: 0,
-      commission_cents: 0,
-      track: '',
-      currency: '',
-      plan: '',
-      purchase_id: '',
-      url: '',
-      referrer_url: '',
-      utm_source: '',
-      utm_medium: '',
-      utm_campaign: '',
-      ip: '',
-      user_agent: '',
-      country: '',
+      ...emptyEventRow('ev-2', 'click', 1_796_000_000_000, 1_796_000_000_000),
       is_bot: 1,
     }
     await ch.insertTsv({

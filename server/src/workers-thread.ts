@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads'
 import type { Logger, ResolvedConfig } from '@referral/core'
-import type { IngestStats } from '@referral/workers'
+import { emptyIngestStats, type IngestStats } from '@referral/workers'
 
 /**
  * The workers of the all-in-one process on their own thread: the ingest worker (resolving,
@@ -56,17 +56,7 @@ export async function startWorkersThread(opts: {
   const { log } = opts
   const data: ThreadData = { entry: MAIN, config: opts.config, redisUrl: opts.redisUrl }
   // figures of threads that died are kept: the counters only grow
-  const zero = (): WorkerStats => ({
-    groups: 0,
-    jobs: 0,
-    events: 0,
-    failures: 0,
-    applyMs: 0,
-    insertMs: 0,
-    inserts: 0,
-    storedRows: 0,
-    storeFailures: 0,
-  })
+  const zero = emptyIngestStats
   const done = zero()
   let last = zero()
   const stats = zero()

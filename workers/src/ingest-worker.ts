@@ -57,6 +57,20 @@ export interface IngestStats {
   storeFailures: number
 }
 
+export function emptyIngestStats(): IngestStats {
+  return {
+    groups: 0,
+    jobs: 0,
+    events: 0,
+    failures: 0,
+    applyMs: 0,
+    insertMs: 0,
+    inserts: 0,
+    storedRows: 0,
+    storeFailures: 0,
+  }
+}
+
 type IngestJob = Job<JobPayloads['ingest']>
 
 /**
@@ -115,17 +129,7 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
   })
   worker.on('error', (err) => log.error({ err: err.message }, 'ingest worker error'))
   await worker.startStalledCheckTimer()
-  const stats: IngestStats = {
-    groups: 0,
-    jobs: 0,
-    events: 0,
-    failures: 0,
-    applyMs: 0,
-    insertMs: 0,
-    inserts: 0,
-    storedRows: 0,
-    storeFailures: 0,
-  }
+  const stats = emptyIngestStats()
   let closing = false
   // a group that keeps failing is taken smaller next time (down to one job), so that one bad
   // job or an oversize group cannot hold the whole backlog; it grows back after successes

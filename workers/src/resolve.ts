@@ -1,4 +1,4 @@
-import type { EventRow, LedgerRow } from '@referral/clickhouse'
+import { type EventRow, emptyEventRow, type LedgerRow } from '@referral/clickhouse'
 import {
   type ClickEvent,
   type CounterField,
@@ -28,34 +28,7 @@ import {
 } from './state.ts'
 
 function baseRow(e: QueuedEvent): EventRow {
-  return {
-    id: e.id,
-    type: e.type,
-    ts: e.ts,
-    received_at: e.received_at,
-    referrer_id: '',
-    code: '',
-    user_id: '',
-    visitor_id: '',
-    counted: 0,
-    first_purchase: 0,
-    note: '',
-    amount_cents: 0,
-    commission_cents: 0,
-    track: '',
-    currency: '',
-    plan: '',
-    purchase_id: '',
-    url: '',
-    referrer_url: '',
-    utm_source: '',
-    utm_medium: '',
-    utm_campaign: '',
-    ip: '',
-    user_agent: '',
-    country: '',
-    is_bot: 0,
-  }
+  return emptyEventRow(e.id, e.type, e.ts, e.received_at)
 }
 
 /**

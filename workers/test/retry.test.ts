@@ -69,6 +69,18 @@ describe('a job or a batch retried after the worker died', () => {
     return { events: Number(r?.events), ledger: Number(r?.ledger) }
   }
   const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+  /** a storer that inserts its batch and dies before the batch leaves the outbox */
+  const storeAndDie = async () => {
+    const died = new Error('the storer died after inserting')
+    await expect(
+      storeOutbox(redis, keys, ch, {
+        maxRows: 1000,
+        afterInsert: async () => {
+          throw died
+        },
+      }),
+    ).rejects.toBe(died)
+  }
 
   it('died after applying to Redis, before the job was acknowledged: the retry changes nothing, the rows land once', async () => {
     const before = await readCounters(redis, keys.stats('ref'))
@@ -86,15 +98,7 @@ describe('a job or a batch retried after the worker died', () => {
   it('died after the insert, before the batch left the outbox: stored again with its token, no duplicate rows', async () => {
     const evs = events('b-')
     await applyJobs(redis, keys, [{ id: 'job-b', events: evs }], opts)
-    const died = new Error('the storer died after inserting')
-    await expect(
-      storeOutbox(redis, keys, ch, {
-        maxRows: 1000,
-        afterInsert: async () => {
-          throw died
-        },
-      }),
-    ).rejects.toBe(died)
+    await storeAndDie()
     expect(await rows('b-')).toEqual({ events: 22, ledger: 2 })
     expect((await outboxStatus(redis, keys)).rows).toBe(24)
     await flushOutbox(redis, keys, ch)
@@ -113,15 +117,7 @@ describe('a job or a batch retried after the worker died', () => {
     }))
     await applyJobs(redis, keys, [{ id: 'job-mix1', events: clicksOnly }], opts)
     await applyJobs(redis, keys, [{ id: 'job-mix2', events: events('mix2-') }], opts)
-    const died = new Error('the storer died after inserting')
-    await expect(
-      storeOutbox(redis, keys, ch, {
-        maxRows: 1000,
-        afterInsert: async () => {
-          throw died
-        },
-      }),
-    ).rejects.toBe(died)
+    await storeAndDie()
     await flushOutbox(redis, keys, ch)
     expect(await rows('mix-c')).toEqual({ events: 5, ledger: 0 })
     expect(await rows('mix2-')).toEqual({ events: 22, ledger: 2 })
