@@ -33,7 +33,7 @@ export const HOUR_BUCKET: Record<Interval, string> = {
 export const FLAG_FILTERS = ['include', 'exclude', 'only'] as const
 export type FlagFilter = (typeof FLAG_FILTERS)[number]
 /** the filter as a condition on raw events */
-const FLAGGED_EVENTS: Record<FlagFilter, string> = {
+export const FLAGGED_EVENTS: Record<FlagFilter, string> = {
   include: '1',
   exclude: 'empty(flags)',
   only: 'notEmpty(flags)',
