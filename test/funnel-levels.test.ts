@@ -193,6 +193,13 @@ describe('funnel levels: the first pass over funnel_hours (0010)', () => {
     expect(await expectFunnel({ from: t + HOUR - MIN, to: t + HOUR + MIN }, 3600, 0)).toEqual([1, 0, 0])
   })
 
+  it('takes a range from before 1970 to after 2106 (the hours a DateTime holds are whole hours, the rest edges)', async () => {
+    const range = { from: -3_600_000, to: Date.UTC(2200, 0, 1) }
+    for (const w of [3600, 86_400]) {
+      expect(await funnel(ch, range, w)).toEqual(await funnelFromEvents(ch, range, w))
+    }
+  })
+
   it('keeps funnel_hours as it was when a retried insert comes again (dedup token, as the worker writes)', async () => {
     const t = day(8)
     const rows = async () => {

@@ -261,15 +261,20 @@ const purchases = (flagged: FlagFilter) => {
 /** "no such step" in funnel_hours' first_ columns (its last_ columns hold 0) */
 const NONE = 4294967295
 
+/** the last hour a DateTime (UInt32 seconds) can hold */
+const LAST_HOUR = Math.floor(4294967295 / 3600) * 3600
+
 /**
  * The hours of the range that funnel_hours (0010) holds whole, [h0, h1) in epoch seconds; the
  * steps outside them (the range's first and last partial hours) are read from funnel_steps.
- * Empty (h0 >= h1) when the range holds no whole hour.
+ * Empty (h0 >= h1) when the range holds no whole hour. Kept within what a DateTime holds (a
+ * range may start before 1970 or end after 2106: its steps there, none, are edges).
  */
 export function wholeHours(range: Range): { h0: number; h1: number } {
+  const clamp = (h: number) => Math.min(LAST_HOUR, Math.max(0, h))
   return {
-    h0: Math.ceil(range.from / 3_600_000) * 3600,
-    h1: Math.floor((range.to + 1) / 3_600_000) * 3600,
+    h0: clamp(Math.ceil(range.from / 3_600_000) * 3600),
+    h1: clamp(Math.floor((range.to + 1) / 3_600_000) * 3600),
   }
 }
 const WHOLE_HOURS = 'hour >= toDateTime({h0:UInt32}) AND hour < toDateTime({h1:UInt32})'
