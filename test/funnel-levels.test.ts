@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FLAG_FILTERS, funnel, funnelFromEvents, funnelUndecided, type Range } from '@referral/api'
-import { type ClickHouse, migrate, openClickHouse } from '@referral/clickhouse'
+import { type ClickHouse, loadMigrations, migrate, openClickHouse } from '@referral/clickhouse'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 const MIN = 60_000
@@ -254,5 +254,21 @@ describe('funnel levels: the first pass over funnel_hours (0010)', () => {
     }
     expect((await funnel(ch, range, 3600, 'only')).steps.map((s) => s.visitors)).toEqual([1, 0, 0])
     expect((await funnel(ch, range, 3600, 'exclude')).steps.map((s) => s.visitors)).toEqual([1, 1, 0])
+  })
+
+  it('backfills funnel_hours from the events already stored when 0010 runs, a row a step, read as merged', async () => {
+    // the steps the cases above stored
+    const range = { from: day(0) - DAY, to: day(9) }
+    const before = await funnel(ch, range, 3600)
+    expect(before.steps[0]?.visitors).toBeGreaterThan(10)
+    await ch.client.command({ query: 'DROP TABLE funnel_hours_mv' })
+    await ch.client.command({ query: 'DROP TABLE funnel_hours' })
+    const m = loadMigrations().find((x) => x.version === 10)
+    if (m === undefined) throw new Error('no migration 10')
+    for (const statement of m.statements) await ch.client.command({ query: statement })
+    for (const w of [3600, 86_400]) {
+      expect(await funnel(ch, range, w)).toEqual(await funnelFromEvents(ch, range, w))
+    }
+    expect(await funnel(ch, range, 3600)).toEqual(before)
   })
 })
