@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { backfillRollups, queryRows, rollupsOf } from '@referral/clickhouse'
+import { backfillRollups, queryRows, rollupColumns, rollupsOf } from '@referral/clickhouse'
 import { eventInput, INGEST_JOB_OPTIONS, makeKeys, makeRedis, settleEvent, whenReady } from '@referral/core'
 import { runOps } from '@referral/server'
 import { Queue, UnrecoverableError, Worker } from 'bullmq'
@@ -29,23 +29,23 @@ async function ops(args: string[], env: Record<string, string>): Promise<{ code:
   return { code, out }
 }
 
-/** Every rollup as (key..., value...) rows summed per key, in key order: what a reader sees. */
+/**
+ * Every rollup as (key..., value...) rows merged per key (summed, or min / max / a set), in
+ * key order: what a reader sees.
+ */
 async function rollupState(
   svc: Awaited<ReturnType<typeof startTestService>>,
 ): Promise<Record<string, unknown[]>> {
   const state: Record<string, unknown[]> = {}
   for (const r of rollupsOf()) {
-    const cols = await queryRows<{ name: string }>(
-      svc.ch,
-      'SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {t:String}',
-      { t: r.table },
-    )
-    const values = cols.map((c) => c.name).filter((c) => !r.keys.includes(c))
+    const values = await rollupColumns(svc.ch, r)
     const keys = r.keys.map((k) => `toString(${k}) AS k_${k}`).join(', ')
-    const sums = values.map((v) => `toString(sum(${v})) AS v_${v}`).join(', ')
+    const merged = values.map((v) => `toString(${v.merged}) AS v_${v.name}`).join(', ')
+    // a summed key whose counters all came to 0 is no row to a reader
+    const having = r.merge === 'sum' ? `HAVING ${values.map((v) => `${v.merged} != 0`).join(' OR ')}` : ''
     state[r.table] = await queryRows(
       svc.ch,
-      `SELECT ${keys}, ${sums} FROM ${r.table} GROUP BY ${r.keys.join(', ')} HAVING ${values.map((v) => `sum(${v}) != 0`).join(' OR ')} ORDER BY ${r.keys.join(', ')}`,
+      `SELECT ${keys}, ${merged} FROM ${r.table} GROUP BY ${r.keys.join(', ')} ${having} ORDER BY ${r.keys.join(', ')}`,
     )
   }
   return state
@@ -138,23 +138,28 @@ describe('ops: replay dead letters, backfill rollups', () => {
     await drained(svc.service)
     const truth = await rollupState(svc)
     expect(truth.rollup_referrer_hourly?.length).toBeGreaterThan(4)
+    // per hour and visitor: bf-v's click at 9h and signup at 11h, bf-w's click at 10h, each day
+    expect(truth.funnel_hours?.length).toBe(6)
 
-    // damage: one table double-counts an hour of D1, another lost everything
+    // damage: one table double-counts an hour of D1, two lost everything
     await svc.ch.client.command({
       query: `INSERT INTO rollup_hourly (hour, clicks, signups, revenue_cents) VALUES ('${at(D1, 9).slice(0, 19).replace('T', ' ')}', 5, 1, 700)`,
     })
     await svc.ch.client.command({ query: 'TRUNCATE TABLE rollup_referrer_hourly' })
+    await svc.ch.client.command({ query: 'TRUNCATE TABLE funnel_hours' })
     expect(await rollupState(svc)).not.toEqual(truth)
 
     const first = await backfillRollups(svc.ch, { from: D1, to: D1 + DAY_MS })
     expect(first.find((r) => r.table === 'rollup_hourly')?.corrected).toBe(1)
     expect(first.find((r) => r.table === 'rollup_referrer_hourly')?.corrected).toBe(4) // D1's 9h to 12h
+    expect(first.find((r) => r.table === 'funnel_hours')?.corrected).toBe(3)
     const afterFirst = await rollupState(svc)
     expect(afterFirst.rollup_hourly).toEqual(truth.rollup_hourly)
     // D1 rebuilt, D2 outside the range left as it was (lost)
     const d1 = (rows: unknown[] | undefined) =>
       (rows ?? []).filter((r) => String((r as { k_hour: string }).k_hour).startsWith(iso(D1)))
     expect(afterFirst.rollup_referrer_hourly).toEqual(d1(truth.rollup_referrer_hourly))
+    expect(afterFirst.funnel_hours).toEqual(d1(truth.funnel_hours))
 
     // again: nothing to correct, the same rollups
     const second = await backfillRollups(svc.ch, { from: D1, to: D1 + DAY_MS })

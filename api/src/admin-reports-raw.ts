@@ -1,5 +1,12 @@
 import { type ClickHouse, queryRows } from '@referral/clickhouse'
-import type { BreakdownBy, Funnel, Range, Row } from './admin-reports.ts'
+import {
+  type BreakdownBy,
+  FLAGGED_EVENTS,
+  type FlagFilter,
+  type Funnel,
+  type Range,
+  type Row,
+} from './admin-reports.ts'
 
 /**
  * The funnel and the breakdowns computed from the raw events table, as they were before
@@ -47,9 +54,17 @@ export async function breakdownFromEvents(ch: ClickHouse, range: Range, by: Brea
 /**
  * clicks -> signups -> first purchase per visitor, with windowFunnel over `windowSeconds`;
  * a purchase belongs to the visitor whose signup made the buyer. Also how long buyers took
- * from signup to first purchase.
+ * from signup to first purchase. With a fraud-flag filter, each click, signup and purchase is
+ * kept by its own flags, and a purchase also by its buyer's signup's (the signup it is joined
+ * to is a filtered one), as the reports over funnel_steps keep them.
  */
-export async function funnelFromEvents(ch: ClickHouse, range: Range, windowSeconds: number): Promise<Funnel> {
+export async function funnelFromEvents(
+  ch: ClickHouse,
+  range: Range,
+  windowSeconds: number,
+  flagged: FlagFilter = 'include',
+): Promise<Funnel> {
+  const f = FLAGGED_EVENTS[flagged]
   const [levels, ttc] = await Promise.all([
     queryRows<{ level: string; visitors: string }>(
       ch,
@@ -57,12 +72,12 @@ export async function funnelFromEvents(ch: ClickHouse, range: Range, windowSecon
          SELECT key, windowFunnel({window:UInt64})(t, type = 'click', type = 'signup', type = 'purchase') AS level
          FROM (
            SELECT visitor_id AS key, toDateTime(ts) AS t, type FROM events
-           WHERE type IN ('click', 'signup') AND counted = 1 AND visitor_id != '' AND ${RANGE}
+           WHERE type IN ('click', 'signup') AND counted = 1 AND visitor_id != '' AND ${RANGE} AND ${f}
            UNION ALL
            SELECT s.signup_visitor AS key, toDateTime(p.ts) AS t, 'purchase' AS type
-           FROM (SELECT user_id, ts FROM events WHERE type = 'purchase' AND first_purchase = 1 AND ${RANGE}) AS p
+           FROM (SELECT user_id, ts FROM events WHERE type = 'purchase' AND first_purchase = 1 AND ${RANGE} AND ${f}) AS p
            INNER JOIN (SELECT user_id, any(visitor_id) AS signup_visitor FROM events
-                       WHERE type = 'signup' AND counted = 1 AND visitor_id != '' GROUP BY user_id) AS s
+                       WHERE type = 'signup' AND counted = 1 AND visitor_id != '' AND ${f} GROUP BY user_id) AS s
              ON s.user_id = p.user_id
          )
          GROUP BY key
@@ -75,8 +90,8 @@ export async function funnelFromEvents(ch: ClickHouse, range: Range, windowSecon
               count() AS buyers
        FROM (
          SELECT dateDiff('second', s.ts, p.ts) AS d
-         FROM (SELECT user_id, ts FROM events WHERE type = 'purchase' AND first_purchase = 1 AND ${RANGE}) AS p
-         INNER JOIN (SELECT user_id, min(ts) AS ts FROM events WHERE type = 'signup' AND counted = 1 GROUP BY user_id) AS s
+         FROM (SELECT user_id, ts FROM events WHERE type = 'purchase' AND first_purchase = 1 AND ${RANGE} AND ${f}) AS p
+         INNER JOIN (SELECT user_id, min(ts) AS ts FROM events WHERE type = 'signup' AND counted = 1 AND ${f} GROUP BY user_id) AS s
            ON s.user_id = p.user_id
        ) GROUP BY bucket`,
       range,

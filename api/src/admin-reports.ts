@@ -33,7 +33,7 @@ export const HOUR_BUCKET: Record<Interval, string> = {
 export const FLAG_FILTERS = ['include', 'exclude', 'only'] as const
 export type FlagFilter = (typeof FLAG_FILTERS)[number]
 /** the filter as a condition on raw events */
-const FLAGGED_EVENTS: Record<FlagFilter, string> = {
+export const FLAGGED_EVENTS: Record<FlagFilter, string> = {
   include: '1',
   exclude: 'empty(flags)',
   only: 'notEmpty(flags)',
@@ -258,11 +258,136 @@ const purchases = (flagged: FlagFilter) => {
     ON s.user_id = p.user_id`
 }
 
+/** "no such step" in funnel_hours' first_ columns (its last_ columns hold 0) */
+const NONE = 4294967295
+
+/** the last hour a DateTime (UInt32 seconds) can hold */
+const LAST_HOUR = Math.floor(4294967295 / 3600) * 3600
+
 /**
- * clicks -> signups -> first purchase per visitor, with windowFunnel over `windowSeconds`;
- * a purchase belongs to the visitor whose signup made the buyer. Also how long buyers took
- * from signup to first purchase. Reads funnel_steps, whose purchase steps carry the buyer's
- * signup visitor and time (0009).
+ * The hours of the range that funnel_hours (0010) holds whole, [h0, h1) in epoch seconds; the
+ * steps outside them (the range's first and last partial hours) are read from funnel_steps.
+ * Empty (h0 >= h1) when the range holds no whole hour. Kept within what a DateTime holds (a
+ * range may start before 1970 or end after 2106: its steps there, none, are edges).
+ */
+export function wholeHours(range: Range): { h0: number; h1: number } {
+  const clamp = (h: number) => Math.min(LAST_HOUR, Math.max(0, h))
+  return {
+    h0: clamp(Math.ceil(range.from / 3_600_000) * 3600),
+    h1: clamp(Math.floor((range.to + 1) / 3_600_000) * 3600),
+  }
+}
+const WHOLE_HOURS = 'hour >= toDateTime({h0:UInt32}) AND hour < toDateTime({h1:UInt32})'
+/** the range's steps outside its whole hours, on funnel_steps (clicks and signups of a visitor) */
+const EDGE_STEPS = `step IN (1, 2) AND visitor != 0 AND ${STEP_RANGE}
+  AND (ts < toDateTime({h0:UInt32}) OR ts >= toDateTime({h1:UInt32}))`
+
+/**
+ * Per visitor of the range: the first and last times (seconds) of its clicks, signups and
+ * purchases, one row per hour from funnel_hours and one per step at the range's edges, for
+ * funnelLevels to group. The purchases are the first purchases of the buyers who signed up
+ * from the visitor (purchases()).
+ */
+const visitorTimes = (flagged: FlagFilter) => {
+  const f = FLAGGED_STEPS[flagged]
+  return `
+  SELECT visitor, first_click, last_click, first_signup, last_signup, toUInt32(${NONE}) AS first_buy, toUInt32(0) AS last_buy
+  FROM funnel_hours WHERE ${WHOLE_HOURS} AND ${f}
+  UNION ALL
+  SELECT visitor, if(step = 1, t, ${NONE}), if(step = 1, t, 0), if(step = 2, t, ${NONE}), if(step = 2, t, 0), ${NONE}, 0
+  FROM (SELECT visitor, step, toUInt32(toDateTime(ts)) AS t FROM funnel_steps WHERE ${EDGE_STEPS} AND ${f})
+  UNION ALL
+  SELECT visitor, ${NONE}, 0, ${NONE}, 0, t, t
+  FROM (SELECT visitor, toUInt32(toDateTime(ts)) AS t FROM (${purchases(flagged)}) WHERE visitor != 0)`
+}
+
+/** a visitor whose level the first and last times of its steps do not settle (funnelLevels) */
+const UNDECIDED = 9
+
+/**
+ * The funnel level of each visitor of the range (0: no click, 1: clicked, 2: signed up,
+ * 3: bought), from the first and last times of its clicks, signups and purchases where those
+ * settle it, UNDECIDED where they do not.
+ *
+ * windowFunnel(w)(t, click, signup, purchase) sorts a visitor's steps by (time, step) and
+ * keeps the latest click; a signup reaches level 2 when it comes at most w after the latest
+ * click before it (at the same second counts: a click sorts first), and a purchase level 3
+ * when it comes at or after such a signup and at most w after that signup's latest click. So:
+ * - when every click is at or before every signup, each signup's latest click is the last
+ *   click: level 2 when the first signup is within w of it, 3 when a purchase at or after the
+ *   first signup is too (the first such purchase decides; when some purchases come before
+ *   the first signup and the last one is too late, whether one between would do is unknown);
+ * - when every click comes after every signup, no signup follows a click: level 1;
+ * - otherwise (clicks on both sides of a signup) which click is latest before each signup is
+ *   not known from first and last times: UNDECIDED, for windowFunnel over that visitor's steps.
+ */
+const funnelLevels = (flagged: FlagFilter) => `
+  SELECT visitor, multiIf(
+           last_click = 0, 0,
+           last_signup = 0, 1,
+           last_click <= first_signup, multiIf(
+             first_signup - last_click > {window:UInt64}, 1,
+             last_buy < first_signup, 2,
+             first_buy >= first_signup, if(first_buy - last_click <= {window:UInt64}, 3, 2),
+             last_buy - last_click <= {window:UInt64}, 3,
+             ${UNDECIDED}),
+           first_click > last_signup, 1,
+           ${UNDECIDED}) AS level
+  FROM (
+    SELECT visitor, min(first_click) AS first_click, max(last_click) AS last_click,
+           min(first_signup) AS first_signup, max(last_signup) AS last_signup,
+           min(first_buy) AS first_buy, max(last_buy) AS last_buy
+    FROM (${visitorTimes(flagged)})
+    GROUP BY visitor
+  )`
+
+/** the visitors of {undecided:Array(String)} (ids as text, which JSON carries whole) */
+const UNDECIDED_ONLY = 'visitor IN (SELECT toUInt64(arrayJoin({undecided:Array(String)})))'
+
+/**
+ * Every step in the range of the undecided visitors, for windowFunnel: seconds, and s (1
+ * click, 2 signup, 3 first purchase of a buyer who signed up from the visitor). The whole
+ * hours' times from funnel_hours (filtered on `visitor` first: only the rows left are
+ * expanded), the edges' steps and the purchases from funnel_steps.
+ */
+const undecidedSteps = (flagged: FlagFilter) => {
+  const f = FLAGGED_STEPS[flagged]
+  return `
+  SELECT visitor, e.1 AS t, e.2 AS s
+  FROM (SELECT visitor, clicks, signups FROM funnel_hours PREWHERE ${UNDECIDED_ONLY} WHERE ${WHOLE_HOURS} AND ${f})
+  ARRAY JOIN arrayConcat(arrayMap(x -> (x, toUInt8(1)), clicks), arrayMap(x -> (x, toUInt8(2)), signups)) AS e
+  UNION ALL
+  SELECT visitor, toUInt32(toDateTime(ts)), step FROM funnel_steps WHERE ${EDGE_STEPS} AND ${f} AND ${UNDECIDED_ONLY}
+  UNION ALL
+  SELECT visitor, toUInt32(toDateTime(ts)), toUInt8(3) FROM (${purchases(flagged)}) WHERE visitor != 0 AND ${UNDECIDED_ONLY}`
+}
+
+// use_index_for_in_with_subqueries = 0 on the funnel: neither `visitor` (the undecided
+// visitors) nor `user_id` (the join of buyers stored before 0009) is in a key, so a set
+// prunes nothing, and building it for the index made an IN filter ~6x slower once the parts
+// had merged into one per month
+const FUNNEL_SETTINGS = 'SETTINGS use_index_for_in_with_subqueries = 0'
+
+/** How many visitors of the range the funnel's first pass leaves to windowFunnel (tests, bench). */
+export async function funnelUndecided(
+  ch: ClickHouse,
+  range: Range,
+  windowSeconds: number,
+  flagged: FlagFilter = 'include',
+): Promise<number> {
+  const [row] = await queryRows<{ n: string }>(
+    ch,
+    `SELECT countIf(level = ${UNDECIDED}) AS n FROM (${funnelLevels(flagged)}) ${FUNNEL_SETTINGS}`,
+    { ...range, ...wholeHours(range), window: windowSeconds },
+  )
+  return Number(row?.n ?? 0)
+}
+
+/**
+ * clicks -> signups -> first purchase per visitor, as windowFunnel over `windowSeconds` counts
+ * them; a purchase belongs to the visitor whose signup made the buyer. Also how long buyers
+ * took from signup to first purchase. Reads funnel_hours (0010) for the whole hours of the
+ * range, funnel_steps for its edges and purchases (which carry the buyer's signup, 0009).
  */
 export async function funnel(
   ch: ClickHouse,
@@ -270,45 +395,55 @@ export async function funnel(
   windowSeconds: number,
   flagged: FlagFilter = 'include',
 ): Promise<Funnel> {
-  const f = FLAGGED_STEPS[flagged]
-  const bought = purchases(flagged)
-  // the levels: one pass over the range's steps, grouped by visitor (whether they clicked,
-  // and windowFunnel). Counting the visitors who clicked apart and running windowFunnel only
-  // over those who signed up, picked by an IN filter, read the clicks twice: 10M events,
-  // p50 ~380 -> ~250 ms. The times to convert come from the purchases alone.
-  // use_index_for_in_with_subqueries = 0, for the join of buyers stored before 0009:
-  // `user_id` is not in the key, so the set prunes nothing, and building it for the index
-  // made an IN filter ~6x slower once the parts had merged into one per month
-  const rows = await queryRows<Record<string, string>>(
+  // The levels from first and last times, grouped by visitor over funnel_hours with six
+  // min/max aggregates (funnelLevels), beside the times to convert (one query, two branches
+  // side by side): windowFunnel keeps every step of every visitor, and for the 550k visitors
+  // of a 10M seed its states cost more than the grouping itself. Then, only when some
+  // visitors are undecided, windowFunnel over those visitors' steps: a second query, given
+  // their ids (a scalar subquery carrying them made the first one wait for the grouping
+  // before reading the purchases, ~0.8 of the one-pass windowFunnel's time instead of ~0.6)
+  const params = { ...range, ...wholeHours(range), window: windowSeconds }
+  const rows = await queryRows<Record<string, unknown>>(
     ch,
-    `SELECT 'level' AS part, countIf(clicked) AS clicked, countIf(level = 2) AS l2, countIf(level = 3) AS l3,
-            ${TTC_BUCKETS.map((_, i) => `0 AS t${i}`).join(', ')}
-     FROM (
-       SELECT visitor, max(step = 1) AS clicked,
-              windowFunnel({window:UInt64})(toDateTime(ts), step = 1, step = 2, step = 3) AS level
-       FROM (
-         SELECT visitor, ts, step FROM funnel_steps
-         WHERE step IN (1, 2) AND visitor != 0 AND ${STEP_RANGE} AND ${f}
-         UNION ALL
-         SELECT visitor, ts, 3 AS step FROM (${bought}) WHERE visitor != 0
-       )
-       GROUP BY visitor
-     )
+    `SELECT 'level' AS part, countIf(level != 0) AS clicked, countIf(level = 2) AS l2, countIf(level = 3) AS l3,
+            groupArrayIf(toString(visitor), level = ${UNDECIDED}) AS undecided, ${TTC_BUCKETS.map((_, i) => `0 AS t${i}`).join(', ')}
+     FROM (${funnelLevels(flagged)})
      UNION ALL
-     SELECT 'ttc', 0, 0, 0, ${TTC_BUCKETS.map((b) => `countIf(${b.when})`).join(', ')}
-     FROM (SELECT dateDiff('second', signed_up, ts) AS d FROM (${bought}))
-     SETTINGS use_index_for_in_with_subqueries = 0`,
-    { ...range, window: windowSeconds },
+     SELECT 'ttc', 0, 0, 0, [], ${TTC_BUCKETS.map((b) => `countIf(${b.when})`).join(', ')}
+     FROM (SELECT dateDiff('second', signed_up, ts) AS d FROM (${purchases(flagged)}))
+     ${FUNNEL_SETTINGS}`,
+    params,
   )
-  const levels = rows.find((r) => r.part === 'level') ?? {}
-  const ttc = rows.find((r) => r.part === 'ttc') ?? {}
+  const part = (name: string) => rows.find((r) => r.part === name) ?? {}
+  // 64-bit numbers come as text or as numbers (chDB), the ids as text
+  const num = (v: unknown) => (typeof v === 'string' || typeof v === 'number' ? Number(v) : 0)
+  const levels = part('level')
+  const ttc = part('ttc')
+  const undecided = Array.isArray(levels.undecided) ? levels.undecided.map(String) : []
+  let [l2, l3] = [num(levels.l2), num(levels.l3)]
+  if (undecided.length > 0) {
+    const rs = await ch.client.query({
+      query: `SELECT countIf(level = 2) AS l2, countIf(level = 3) AS l3 FROM (
+         SELECT visitor, windowFunnel({window:UInt64})(t, s = 1, s = 2, s = 3) AS level
+         FROM (${undecidedSteps(flagged)}) GROUP BY visitor
+       ) ${FUNNEL_SETTINGS}`,
+      query_params: { ...params, undecided },
+      format: 'JSONEachRow',
+      // thousands of ids: past 4 KiB the client sends the parameters in the request's body,
+      // not the URL (a ClickHouse server refuses a URL over 1 MiB)
+      use_multipart_params_auto: true,
+    })
+    const [more] = await rs.json<{ l2: unknown; l3: unknown }>()
+    l2 += num(more?.l2)
+    l3 += num(more?.l3)
+  }
   return funnelResult(
-    Number(levels.clicked ?? 0),
+    num(levels.clicked),
     [
-      { level: 2, visitors: Number(levels.l2 ?? 0) },
-      { level: 3, visitors: Number(levels.l3 ?? 0) },
+      { level: 2, visitors: l2 },
+      { level: 3, visitors: l3 },
     ],
-    TTC_BUCKETS.map((b, i) => ({ bucket: b.bucket, buyers: ttc[`t${i}`] ?? '0' })),
+    TTC_BUCKETS.map((b, i) => ({ bucket: b.bucket, buyers: num(ttc[`t${i}`]) })),
   )
 }
 

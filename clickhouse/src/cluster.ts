@@ -43,6 +43,8 @@ export const SHARDING_KEYS: Readonly<Record<string, string>> = {
   // like the rollups, routes backfills only (the view writes on the shard of each event):
   // by visitor (a purchase's is its buyer's signup visitor, 0009), by user when there is none
   funnel_steps: 'if(visitor = 0, cityHash64(user_id), visitor)',
+  // routes backfills only, as above: by visitor (0010)
+  funnel_hours: 'visitor',
 }
 
 export interface ClusterTarget {

@@ -39,14 +39,17 @@ describe('cluster DDL', () => {
       const [, name, engine, path] =
         s.match(/^CREATE TABLE IF NOT EXISTS (\w+) .*ENGINE = (\w+)\('([^']+)', '\{replica\}'\)/s) ?? []
       expect(name).toMatch(/_local$/)
-      expect(engine).toMatch(/^Replicated(Summing)?MergeTree$/)
+      expect(engine).toMatch(/^Replicated(Summing|Aggregating)?MergeTree$/)
       expect(path).toBe(`/clickhouse/tables/{shard}/referral/${name}`)
       // dedup of a retried insert through the replicated log, never the single-node setting
       expect(s).toContain('replicated_deduplication_window = 100000')
       expect(s).not.toContain('non_replicated')
     }
-    // the rollups keep their summing engine
+    // the rollups keep their summing engine, funnel_hours its aggregating one
     expect(creates.find((s) => s.includes('rollup_hourly_local ON'))).toContain('ReplicatedSummingMergeTree(')
+    expect(creates.find((s) => s.includes('funnel_hours_local ON'))).toContain(
+      'ReplicatedAggregatingMergeTree(',
+    )
   })
 
   it('puts a Distributed table with the plain name in front of each local table', () => {
@@ -62,7 +65,7 @@ describe('cluster DDL', () => {
 
   it('has each materialized view read a local table and write into a local table', () => {
     const views = creates.filter((s) => s.startsWith('CREATE MATERIALIZED VIEW'))
-    // five views, four of them redefined by a later migration (dropped, then created again)
+    // six views, four of them redefined by a later migration (dropped, then created again)
     expect(new Set(views.map((v) => v.split(' ')[6]))).toEqual(
       new Set([
         'rollup_hourly_mv',
@@ -70,6 +73,7 @@ describe('cluster DDL', () => {
         'rollup_referrer_hourly_mv',
         'rollup_earnings_hourly_mv',
         'funnel_steps_mv',
+        'funnel_hours_mv',
       ]),
     )
     const drops = statements.filter((s) => s.startsWith('DROP VIEW'))
