@@ -53,7 +53,7 @@ const envSchema = z.object({
   MAX_QUEUED_JOBS: intFrom(20_000, 0, 100_000_000),
   INGEST_PACE_AFTER_MS: intFrom(2_000, 0, 3_600_000),
   CLICKHOUSE_FLUSH_MS: intFrom(1_000, 0, 60_000),
-  CLICKHOUSE_BATCH_ROWS: intFrom(100_000, 1, 1_000_000),
+  CLICKHOUSE_BATCH_ROWS: intFrom(50_000, 1, 1_000_000),
   SHUTDOWN_GRACE_MS: intFrom(10_000, 100, 600_000),
   REQUEST_TIMEOUT_MS: intFrom(30_000, 500, 600_000),
   FRAUD_HOLD: z.enum(['true', 'false']).default('true'),
