@@ -4,6 +4,7 @@ import {
   FLAGGED_EVENTS,
   type FlagFilter,
   type Funnel,
+  numbers,
   type Range,
   type Row,
 } from './admin-reports.ts'
@@ -15,9 +16,6 @@ import {
  */
 
 const RANGE = 'ts >= fromUnixTimestamp64Milli({from:Int64}) AND ts <= fromUnixTimestamp64Milli({to:Int64})'
-
-const numbers = (r: Record<string, string>, keys: readonly string[]) =>
-  Object.fromEntries(keys.map((k) => [k, Number(r[k] ?? 0)])) as Record<string, number>
 
 const RAW_BREAKDOWNS = {
   utm_source: 'utm_source',

@@ -3,7 +3,7 @@ import { createServer } from 'node:http'
 import { join } from 'node:path'
 import { getRequestListener } from '@hono/node-server'
 import { Backlog, createApp, directIngest, GroupCommitter, Metrics, StatsHub } from '@referral/api'
-import { type ClickHouse, migrate, openClickHouse, queryRows } from '@referral/clickhouse'
+import { type ClickHouse, migrate, openClickHouse } from '@referral/clickhouse'
 import {
   encodeEvents,
   INGEST_JOB_OPTIONS,
@@ -33,6 +33,7 @@ import {
 import { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { type RedisServer, startRedisServer } from './redis-server.ts'
+import { addClickHouseMetrics, addIngestMetrics, addWorkerMetrics } from './service-metrics.ts'
 import { startWorkersThread, type WorkerStats, type WorkersThread } from './workers-thread.ts'
 
 const WEB = repoPath(import.meta.url, 'web')
@@ -131,80 +132,9 @@ export async function startService(opts: StartOptions): Promise<Service> {
       type: 'gauge',
       read: () => process.memoryUsage().rss,
     })
-    if (ch !== null) {
-      const c = ch
-      const parts = async (table: string | null) => {
-        const [r] = await queryRows<{ n: string }>(
-          c,
-          `SELECT count() AS n FROM system.parts WHERE active AND database = currentDatabase()${table === null ? '' : ' AND table = {t:String}'}`,
-          table === null ? {} : { t: table },
-        )
-        return Number(r?.n ?? 0)
-      }
-      metrics.add({
-        name: 'ra_clickhouse_events_active_parts',
-        help: 'active data parts of the events table (a part explosion shows here)',
-        type: 'gauge',
-        read: () => parts('events'),
-      })
-      metrics.add({
-        name: 'ra_clickhouse_active_parts',
-        help: 'active data parts of every table in the database',
-        type: 'gauge',
-        read: () => parts(null),
-      })
-    }
+    if (ch !== null) addClickHouseMetrics(metrics, ch)
     let workersThread: WorkersThread | null = null
-    const workerMetrics = (stats: WorkerStats) => {
-      metrics.add({
-        name: 'ra_worker_events_total',
-        help: 'events applied and stored by this process',
-        type: 'counter',
-        read: () => stats.events,
-      })
-      metrics.add({
-        name: 'ra_worker_groups_total',
-        help: 'groups of jobs applied',
-        type: 'counter',
-        read: () => stats.groups,
-      })
-      metrics.add({
-        name: 'ra_clickhouse_insert_seconds_total',
-        help: 'time spent inserting outbox batches into ClickHouse (divide by ra_clickhouse_inserts_total: latency)',
-        type: 'counter',
-        read: () => stats.insertMs / 1000,
-      })
-      metrics.add({
-        name: 'ra_clickhouse_inserts_total',
-        help: 'outbox batches inserted into ClickHouse (events and ledger rows)',
-        type: 'counter',
-        read: () => stats.inserts,
-      })
-      metrics.add({
-        name: 'ra_clickhouse_rows_stored_total',
-        help: 'rows (events and ledger) inserted from the outbox',
-        type: 'counter',
-        read: () => stats.storedRows,
-      })
-      metrics.add({
-        name: 'ra_clickhouse_store_failures_total',
-        help: 'outbox inserts that failed and were tried again (ClickHouse away or refusing)',
-        type: 'counter',
-        read: () => stats.storeFailures,
-      })
-      metrics.add({
-        name: 'ra_apply_seconds_total',
-        help: 'time spent applying groups to the program state in Redis',
-        type: 'counter',
-        read: () => stats.applyMs / 1000,
-      })
-      metrics.add({
-        name: 'ra_worker_failures_total',
-        help: 'groups that failed and were retried',
-        type: 'counter',
-        read: () => stats.failures,
-      })
-    }
+    const workerMetrics = (stats: WorkerStats) => addWorkerMetrics(metrics, stats)
     if (role === 'all' && config.workerThread) {
       // after the migrations; its cleanup runs once the API has stopped and flushed
       const t = await startWorkersThread({ config, redisUrl, log })
@@ -332,62 +262,12 @@ export async function startService(opts: StartOptions): Promise<Service> {
         sample: oldestWaitingMs,
         paceAfterMs: config.ingestPaceAfterMs,
       })
-      metrics.add({
-        name: 'ra_ingest_events_accepted_total',
-        help: 'events acknowledged with 202',
-        type: 'counter',
-        read: () => gc.stats.events,
-      })
-      metrics.add({
-        name: 'ra_ingest_batches_total',
-        help: 'queue writes (group commits)',
-        type: 'counter',
-        read: () => gc.stats.batches,
-      })
-      metrics.add({
-        name: 'ra_ingest_failed_batches_total',
-        help: 'queue writes that failed (503)',
-        type: 'counter',
-        read: () => gc.stats.failedBatches,
-      })
-      metrics.add({
-        name: 'ra_ingest_queue_waiting_jobs',
-        help: 'ingest jobs waiting',
-        type: 'gauge',
-        read: () => q.getWaitingCount(),
-      })
-      metrics.add({
-        name: 'ra_ingest_lag_seconds',
-        help: 'age of the oldest ingest job still waiting: how far the workers are behind',
-        type: 'gauge',
-        read: async () => (await oldestWaitingMs()) / 1000,
-      })
-      metrics.add({
-        name: 'ra_outbox_rows',
-        help: 'rows applied to the counters and waiting in Redis for their ClickHouse insert',
-        type: 'gauge',
-        read: async () => (await outboxStatus(commandConn, keys)).rows,
-      })
-      metrics.add({
-        name: 'ra_outbox_lag_seconds',
-        help: 'how long the oldest group in the outbox has waited: how far ClickHouse is behind the counters',
-        type: 'gauge',
-        read: async () => {
-          const { oldestAt } = await outboxStatus(commandConn, keys)
-          return oldestAt === null ? 0 : Math.max(0, (Date.now() - oldestAt) / 1000)
-        },
-      })
-      metrics.add({
-        name: 'ra_ingest_queue_failed_jobs',
-        help: 'ingest jobs in the failed set',
-        type: 'gauge',
-        read: () => q.getFailedCount(),
-      })
-      metrics.add({
-        name: 'ra_sse_clients',
-        help: 'open SSE streams',
-        type: 'gauge',
-        read: () => hub.clients,
+      addIngestMetrics(metrics, {
+        committer: gc,
+        queue: q,
+        oldestWaitingMs,
+        outbox: () => outboxStatus(commandConn, keys),
+        sseClients: () => hub.clients,
       })
       backlog.start()
       cleanups.push(async () => backlog.stop())

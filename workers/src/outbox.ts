@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { type ClickHouse, eventColumnsOf, LEDGER_COLUMNS } from '@referral/clickhouse'
 import { type Keys, type Logger, newId } from '@referral/core'
 import type { Redis } from 'ioredis'
-import { parseOutboxEntry, type StoredGroup } from './apply.ts'
+import type { StoredGroup } from './apply.ts'
 
 /**
  * The outbox: groups the applier committed to Redis (apply.ts) wait here, in order, until
@@ -14,6 +14,16 @@ import { parseOutboxEntry, type StoredGroup } from './apply.ts'
  * on every table, and the views dedup with them), so a row lands once. One storer at a time
  * (a fencing lock); inserts are thus few and large whatever the size of the groups applied.
  */
+
+/** An outbox entry: "<group id> <rows> <applied at, epoch ms>". */
+export function outboxEntry(groupId: string, rows: number, at: number): string {
+  return `${groupId} ${rows} ${at}`
+}
+
+export function parseOutboxEntry(entry: string): { groupId: string; rows: number; at: number } {
+  const [groupId = '', rows = '0', at = '0'] = entry.split(' ')
+  return { groupId, rows: Number(rows), at: Number(at) }
+}
 
 export interface OutboxStatus {
   groups: number

@@ -1,0 +1,153 @@
+import type { GroupCommitter, Metrics } from '@referral/api'
+import { type ClickHouse, queryRows } from '@referral/clickhouse'
+import type { OutboxStatus } from '@referral/workers'
+import type { Queue } from 'bullmq'
+import type { WorkerStats } from './workers-thread.ts'
+
+/** The /metrics the service registers, by what they watch (see the README's list). */
+
+/** Active data parts: a part explosion shows here. */
+export function addClickHouseMetrics(metrics: Metrics, ch: ClickHouse): void {
+  const parts = async (table: string | null) => {
+    const [r] = await queryRows<{ n: string }>(
+      ch,
+      `SELECT count() AS n FROM system.parts WHERE active AND database = currentDatabase()${table === null ? '' : ' AND table = {t:String}'}`,
+      table === null ? {} : { t: table },
+    )
+    return Number(r?.n ?? 0)
+  }
+  metrics.add({
+    name: 'ra_clickhouse_events_active_parts',
+    help: 'active data parts of the events table (a part explosion shows here)',
+    type: 'gauge',
+    read: () => parts('events'),
+  })
+  metrics.add({
+    name: 'ra_clickhouse_active_parts',
+    help: 'active data parts of every table in the database',
+    type: 'gauge',
+    read: () => parts(null),
+  })
+}
+
+/** The ingest worker's groups, events, inserts and their times (this process or its thread). */
+export function addWorkerMetrics(metrics: Metrics, stats: WorkerStats): void {
+  metrics.add({
+    name: 'ra_worker_events_total',
+    help: 'events applied and stored by this process',
+    type: 'counter',
+    read: () => stats.events,
+  })
+  metrics.add({
+    name: 'ra_worker_groups_total',
+    help: 'groups of jobs applied',
+    type: 'counter',
+    read: () => stats.groups,
+  })
+  metrics.add({
+    name: 'ra_clickhouse_insert_seconds_total',
+    help: 'time spent inserting outbox batches into ClickHouse (divide by ra_clickhouse_inserts_total: latency)',
+    type: 'counter',
+    read: () => stats.insertMs / 1000,
+  })
+  metrics.add({
+    name: 'ra_clickhouse_inserts_total',
+    help: 'outbox batches inserted into ClickHouse (events and ledger rows)',
+    type: 'counter',
+    read: () => stats.inserts,
+  })
+  metrics.add({
+    name: 'ra_clickhouse_rows_stored_total',
+    help: 'rows (events and ledger) inserted from the outbox',
+    type: 'counter',
+    read: () => stats.storedRows,
+  })
+  metrics.add({
+    name: 'ra_clickhouse_store_failures_total',
+    help: 'outbox inserts that failed and were tried again (ClickHouse away or refusing)',
+    type: 'counter',
+    read: () => stats.storeFailures,
+  })
+  metrics.add({
+    name: 'ra_apply_seconds_total',
+    help: 'time spent applying groups to the program state in Redis',
+    type: 'counter',
+    read: () => stats.applyMs / 1000,
+  })
+  metrics.add({
+    name: 'ra_worker_failures_total',
+    help: 'groups that failed and were retried',
+    type: 'counter',
+    read: () => stats.failures,
+  })
+}
+
+/** What the API accepted and how far the workers and ClickHouse are behind it. */
+export function addIngestMetrics(
+  metrics: Metrics,
+  d: {
+    committer: GroupCommitter
+    queue: Queue
+    oldestWaitingMs: () => Promise<number>
+    outbox: () => Promise<OutboxStatus>
+    sseClients: () => number
+  },
+): void {
+  metrics.add({
+    name: 'ra_ingest_events_accepted_total',
+    help: 'events acknowledged with 202',
+    type: 'counter',
+    read: () => d.committer.stats.events,
+  })
+  metrics.add({
+    name: 'ra_ingest_batches_total',
+    help: 'queue writes (group commits)',
+    type: 'counter',
+    read: () => d.committer.stats.batches,
+  })
+  metrics.add({
+    name: 'ra_ingest_failed_batches_total',
+    help: 'queue writes that failed (503)',
+    type: 'counter',
+    read: () => d.committer.stats.failedBatches,
+  })
+  metrics.add({
+    name: 'ra_ingest_queue_waiting_jobs',
+    help: 'ingest jobs waiting',
+    type: 'gauge',
+    read: () => d.queue.getWaitingCount(),
+  })
+  metrics.add({
+    name: 'ra_ingest_lag_seconds',
+    help: 'age of the oldest ingest job still waiting: how far the workers are behind',
+    type: 'gauge',
+    read: async () => (await d.oldestWaitingMs()) / 1000,
+  })
+  metrics.add({
+    name: 'ra_outbox_rows',
+    help: 'rows applied to the counters and waiting in Redis for their ClickHouse insert',
+    type: 'gauge',
+    read: async () => (await d.outbox()).rows,
+  })
+  metrics.add({
+    name: 'ra_outbox_lag_seconds',
+    help: 'how long the oldest group in the outbox has waited: how far ClickHouse is behind the counters',
+    type: 'gauge',
+    read: async () => {
+      const { oldestAt } = await d.outbox()
+      return oldestAt === null ? 0 : Math.max(0, (Date.now() - oldestAt) / 1000)
+    },
+  })
+  metrics.add({
+    name: 'ra_ingest_queue_failed_jobs',
+    help: 'ingest jobs in the failed set',
+    type: 'gauge',
+    read: () => d.queue.getFailedCount(),
+  })
+  metrics.add({
+    name: 'ra_sse_clients',
+    help: 'open SSE streams',
+    type: 'gauge',
+    read: d.sseClients,
+  })
+}
