@@ -207,23 +207,14 @@ async function storeBatch(
   await opts.afterInsert?.(records)
   const rows = entries.reduce((a, e) => a + e.rows, 0)
   const users = [...new Set(records.flatMap((r) => r.changed))]
-  const done = await redis.eval(
-    FINISH,
-    4 + entries.length + users.length,
-    keys.storeLock(),
-    keys.storeBatch(),
-    keys.outbox(),
-    keys.outboxRows(),
-    ...entries.map((e) => keys.group(e.groupId)),
-    ...users.map((u) => keys.stats(u)),
-    token,
-    batch.id,
-    rows,
-    Date.now(),
-    keys.statsChannel(),
-    JSON.stringify(users),
-    ...batch.entries,
-  )
+  // one array, not spread into the call: a batch of many referrers has tens of thousands of keys
+  const args: Array<string | number> = [FINISH, 4 + entries.length + users.length]
+  args.push(keys.storeLock(), keys.storeBatch(), keys.outbox(), keys.outboxRows())
+  for (const e of entries) args.push(keys.group(e.groupId))
+  for (const u of users) args.push(keys.stats(u))
+  args.push(token, batch.id, rows, Date.now(), keys.statsChannel(), JSON.stringify(users))
+  for (const e of batch.entries) args.push(e)
+  const done = await redis.call('EVAL', args)
   if (Number(done) !== 1) throw new Error('the store lock was lost before the batch was finished')
   return { groups: entries.length, rows, insertMs }
 }

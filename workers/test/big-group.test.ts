@@ -1,8 +1,10 @@
 import { getOrCreateCode } from '@referral/api'
+import { queryRows } from '@referral/clickhouse'
 import { makeKeys, type QueuedEvent } from '@referral/core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openStores, type Stores } from '../../test/support/stores.ts'
 import { applyJobs } from '../src/apply.ts'
+import { flushOutbox } from '../src/process.ts'
 import { readCounters } from '../src/reconcile.ts'
 
 /**
@@ -46,5 +48,32 @@ describe('a group of 20,000 events', () => {
     expect(group?.resolution.rows).toHaveLength(20_000)
     expect(await stores.redis.get(keys.outboxRows())).toBe('20000')
     expect((await readCounters(stores.redis, keys.stats('big-ref'))).clicks).toBe(20_000)
+  })
+
+  it('stores a batch of 20,000 referrers in one finish (each told its reports changed)', async () => {
+    const ts = Date.now()
+    const seed = stores.redis.pipeline()
+    const codes = Array.from({ length: 20_000 }, (_, i) => {
+      const code = `Z${String(i).padStart(7, '0')}`
+      seed.set(keys.code(code), `many-${i}`)
+      return code
+    })
+    await seed.exec()
+    const events = codes.map(
+      (code, i): QueuedEvent => ({ type: 'click', id: `m-${i}`, code, ts, received_at: ts }),
+    )
+    const group = await applyJobs(stores.redis, keys, [{ id: 'job-many', events }], {
+      attributionWindowMs: 30 * 86_400_000,
+      dedupWindowSeconds: 3600,
+    })
+    expect(group?.record.changed).toHaveLength(20_000)
+    await flushOutbox(stores.redis, keys, stores.ch, { maxRows: 50_000 })
+    const [n] = await queryRows<{ n: string }>(
+      stores.ch,
+      "SELECT count() AS n FROM events WHERE startsWith(id, 'm-')",
+    )
+    expect(Number(n?.n)).toBe(20_000)
+    expect(await stores.redis.hget(keys.stats('many-19999'), 'stored_at')).not.toBeNull()
+    expect(await stores.redis.llen(keys.outbox())).toBe(0)
   })
 })
