@@ -5,6 +5,8 @@ import type { Redis } from 'ioredis'
 import type { Backlog } from './backlog.ts'
 import type { EventSink } from './group-commit.ts'
 import type { Metrics } from './metrics.ts'
+import type { RawStats } from './routes/me.ts'
+import type { StatsCache } from './stats-cache.ts'
 import type { StatsHub } from './stats-hub.ts'
 
 /** What the HTTP layer needs from the process; built once in server/ and passed in. */
@@ -20,6 +22,8 @@ export interface ApiDeps {
   metrics: Metrics
   /** wakes SSE streams when a user's stats change */
   hub: StatsHub
+  /** the stats last read per user, until the hub hears they changed */
+  statsCache: StatsCache<RawStats>
   /** refuses new events while the ingest queue is too deep */
   backlog: Backlog
   /** null when this process does not reach ClickHouse */

@@ -4,6 +4,15 @@ import type { Redis } from 'ioredis'
 
 type Listener = () => void
 
+/** What the hub tells of the stats it hears about (StatsCache). */
+export interface StatsChanges {
+  invalidate(userIds: readonly string[]): void
+  /** changes may go unheard from now on */
+  suspend(): void
+  /** subscribed: every change from now on is heard */
+  resume(): void
+}
+
 const HEARTBEAT_MS = 15_000
 
 /**
@@ -21,6 +30,7 @@ export class StatsHub {
     private readonly subscriber: Redis,
     private readonly keys: Keys,
     private readonly log: Logger,
+    private readonly changes: StatsChanges | null = null,
   ) {}
 
   async start(): Promise<void> {
@@ -38,11 +48,31 @@ export class StatsHub {
         return
       }
       if (!Array.isArray(users)) return
-      for (const u of users) {
-        if (typeof u !== 'string') continue
-        for (const l of this.listeners.get(u) ?? []) l()
-      }
+      const ids = users.filter((u): u is string => typeof u === 'string')
+      // before the streams wake, so that they read the new value
+      this.changes?.invalidate(ids)
+      for (const u of ids) for (const l of this.listeners.get(u) ?? []) l()
     })
+    // while the connection is down, messages are lost: the cache is emptied and bypassed
+    // until the channels are subscribed again (ioredis resubscribes after 'ready'; the
+    // subscribe below answers once Redis has them, whichever is first)
+    let started = false
+    this.subscriber.on('close', () => this.changes?.suspend())
+    this.subscriber.on('ready', () => {
+      if (!started || this.closed) return
+      this.subscribe().then(
+        () => {
+          if (this.subscriber.status === 'ready' && !this.closed) this.changes?.resume()
+        },
+        (e: Error) => this.log.warn({ err: e.message }, 'stats channel: could not subscribe again'),
+      )
+    })
+    await this.subscribe()
+    started = true
+    this.changes?.resume()
+  }
+
+  private async subscribe(): Promise<void> {
     await this.subscriber.subscribe(this.keys.statsChannel(), this.keys.feedChannel())
   }
 
@@ -99,6 +129,7 @@ export class StatsHub {
 
   async close(): Promise<void> {
     this.closed = true
+    this.changes?.suspend()
     for (const f of this.closers) f()
     this.closers.clear()
     this.subscriber.disconnect()

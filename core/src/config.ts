@@ -52,6 +52,7 @@ const envSchema = z.object({
   CLICK_RATE_LIMIT_PER_MINUTE: intFrom(120, 1, 1_000_000),
   MAX_QUEUED_JOBS: intFrom(20_000, 0, 100_000_000),
   INGEST_PACE_AFTER_MS: intFrom(2_000, 0, 3_600_000),
+  STATS_CACHE_MS: intFrom(2_000, 0, 600_000),
   CLICKHOUSE_FLUSH_MS: intFrom(1_000, 0, 60_000),
   CLICKHOUSE_BATCH_ROWS: intFrom(50_000, 1, 1_000_000),
   SHUTDOWN_GRACE_MS: intFrom(10_000, 100, 600_000),
@@ -149,6 +150,12 @@ export interface Config {
    */
   ingestPaceAfterMs: number
   /**
+   * an API process answers GET /v1/me/stats from what it last read of the user until the
+   * workers say it changed (api/src/stats-cache.ts), and reads again at least this often
+   * (ms) whatever they said. 0: every answer reads Redis
+   */
+  statsCacheMs: number
+  /**
    * applied events reach ClickHouse through the outbox (workers/src/outbox.ts): a batch is
    * inserted once `batchRows` rows wait or the oldest has waited `flushMs`. The live counters
    * do not wait for it; the ClickHouse-backed reports lag by up to flushMs
@@ -232,6 +239,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     clickRateLimitPerMinute: e.CLICK_RATE_LIMIT_PER_MINUTE,
     maxQueuedJobs: e.MAX_QUEUED_JOBS,
     ingestPaceAfterMs: e.INGEST_PACE_AFTER_MS,
+    statsCacheMs: e.STATS_CACHE_MS,
     store: { flushMs: e.CLICKHOUSE_FLUSH_MS, batchRows: e.CLICKHOUSE_BATCH_ROWS },
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,

@@ -2,7 +2,16 @@ import { existsSync, mkdirSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { join } from 'node:path'
 import { getRequestListener } from '@hono/node-server'
-import { Backlog, createApp, directIngest, GroupCommitter, Metrics, StatsHub } from '@referral/api'
+import {
+  Backlog,
+  createApp,
+  directIngest,
+  GroupCommitter,
+  Metrics,
+  readRawStats,
+  StatsCache,
+  StatsHub,
+} from '@referral/api'
 import { type ClickHouse, migrate, openClickHouse } from '@referral/clickhouse'
 import {
   encodeEvents,
@@ -249,7 +258,23 @@ export async function startService(opts: StartOptions): Promise<Service> {
       const lifecycle = { draining: false }
       const subscriber = makeRedis(redisUrl, 'subscriber', 'api')
       subscriber.on('error', (e) => log.warn({ err: e.message }, 'subscriber redis'))
-      const hub = new StatsHub(subscriber, keys, log)
+      const statsCache = new StatsCache((u) => readRawStats(commandConn, keys, u), {
+        maxAgeMs: config.statsCacheMs,
+        maxEntries: 50_000,
+      })
+      metrics.add({
+        name: 'ra_stats_cache_hits_total',
+        help: 'stats answers from what this process last read (api/src/stats-cache.ts)',
+        type: 'counter',
+        read: () => statsCache.hits,
+      })
+      metrics.add({
+        name: 'ra_stats_cache_misses_total',
+        help: 'stats answers that waited for a read from Redis',
+        type: 'counter',
+        read: () => statsCache.misses,
+      })
+      const hub = new StatsHub(subscriber, keys, log, statsCache)
       await hub.start()
       statsHub = hub
       // the oldest waiting job's age, from its id (newId: time-ordered) without reading the job
@@ -278,6 +303,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
         events: gc,
         backlog,
         hub,
+        statsCache,
         metrics,
         lifecycle,
         ch,

@@ -1,6 +1,7 @@
 import { type ClickHouse, EARNING_KINDS_SQL, queryRows } from '@referral/clickhouse'
 import { COUNTER_FIELDS, type Counters, type Keys } from '@referral/core'
 import type { Redis } from 'ioredis'
+import { publishStatsChanged } from './notify.ts'
 
 /**
  * Recomputes the live counters from ClickHouse, the system of record, and compares them
@@ -99,13 +100,19 @@ export async function reconcile(
   const truth = await countersFromClickHouse(ch)
   const ids = new Set([...truth.keys(), ...(await scanStatsKeys(redis, keys))])
   const drift: Drift[] = []
+  const fixed: string[] = []
   for (const id of ids) {
     const key = id === GLOBAL ? keys.globalStats() : keys.stats(id)
     const have = await readCounters(redis, key)
     const want = truth.get(id) ?? { clicks: 0, signups: 0, conversions: 0, earnings_cents: 0 }
     const fields = COUNTER_FIELDS.filter((f) => have[f] !== want[f])
     for (const f of fields) drift.push({ userId: id, field: f, redis: have[f], clickhouse: want[f] })
-    if (opts.fix && fields.length > 0) await redis.hset(key, want)
+    if (opts.fix && fields.length > 0) {
+      await redis.hset(key, want)
+      if (id !== GLOBAL) fixed.push(id)
+    }
   }
+  // the API processes' stats caches read them again
+  await publishStatsChanged(redis, keys, fixed)
   return { referrers: ids.size - (ids.has(GLOBAL) ? 1 : 0), drift, fixed: opts.fix && drift.length > 0 }
 }

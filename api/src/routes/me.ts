@@ -1,7 +1,8 @@
-import { type Counters, referralLink, type Track } from '@referral/core'
+import { type Counters, type Keys, referralLink, type Track } from '@referral/core'
 import { balancesOf, countersOf, readWallet, walletOf } from '@referral/workers'
 import { Hono } from 'hono'
 import { streamSSE } from 'hono/streaming'
+import type { Redis } from 'ioredis'
 import type { ApiDeps } from '../context.ts'
 import { getOrCreateCode } from '../referral-codes.ts'
 import { walletBody } from './wallet.ts'
@@ -110,10 +111,16 @@ export function meRoutes(deps: ApiDeps): Hono {
   return app
 }
 
-export async function readStats(deps: ApiDeps, userId: string): Promise<ReferrerStats> {
-  const { redis, keys } = deps
-  const now = new Date()
-  // one round trip: a stats read is the dashboard's most frequent call
+/** What a stats answer is made of, as Redis holds it (StatsCache keeps these). */
+export interface RawStats {
+  stats: Record<string, string>
+  track: string | null
+  wallet: Record<string, string>
+  balance: Array<string | null>
+}
+
+/** One round trip: a stats read is the dashboard's most frequent call. */
+export async function readRawStats(redis: Redis, keys: Keys, userId: string): Promise<RawStats> {
   const replies = await redis
     .pipeline()
     .hgetall(keys.stats(userId))
@@ -125,14 +132,21 @@ export async function readStats(deps: ApiDeps, userId: string): Promise<Referrer
     if (err) throw err
     return v
   }) as [Record<string, string>, string | null, Record<string, string>, Array<string | null>]
-  const counters = countersOf(stats)
-  const money = balancesOf(balance)
-  const stored = stats.stored_at === undefined ? null : Number(stats.stored_at)
-  const walletCents = walletOf(wallet, now.getTime()).balance_cents
+  return { stats, track, wallet, balance }
+}
+
+/**
+ * The user's stats now, through this process's StatsCache: as of every change it heard of
+ * before the call. Credits that expired since the read are left out here.
+ */
+export async function readStats(deps: ApiDeps, userId: string): Promise<ReferrerStats> {
+  const raw = await deps.statsCache.get(userId)
+  const now = new Date()
+  const stored = raw.stats.stored_at === undefined ? null : Number(raw.stats.stored_at)
   return toStats(
-    counters,
-    track === 'partner' ? 'partner' : 'basic',
-    { wallet: walletCents, ...money },
+    countersOf(raw.stats),
+    raw.track === 'partner' ? 'partner' : 'basic',
+    { wallet: walletOf(raw.wallet, now.getTime()).balance_cents, ...balancesOf(raw.balance) },
     now,
     stored,
   )

@@ -1,15 +1,10 @@
 import { createHash } from 'node:crypto'
 import { AppError, requireStripe, type Stripe } from '@referral/core'
-import {
-  enqueuePayouts,
-  listPayouts,
-  type Payout,
-  publishStatsChanged,
-  requestPayout,
-} from '@referral/workers'
+import { enqueuePayouts, listPayouts, type Payout, requestPayout } from '@referral/workers'
 import { Hono } from 'hono'
 import type { ApiDeps } from '../context.ts'
 import { iso } from '../query.ts'
+import { statsChanged } from '../stats-cache.ts'
 
 // KEYS[1] user; ARGV[1] now. The upgrade time is set once: commissions on purchases before it
 // stay at the Basic rate, whatever order events arrive in.
@@ -83,6 +78,7 @@ export function partnerRoutes(deps: ApiDeps): Hono {
     )
     const since = await redis.eval(SET_PARTNER, 1, keys.user(userId), Date.now())
     await redis.sadd(keys.partners(), userId)
+    await statsChanged(deps, [userId]) // the track
     return c.json({ track: 'partner', onboarding_url: link.url, partner_since: iso(Number(since)) })
   })
 
@@ -113,7 +109,7 @@ export function partnerRoutes(deps: ApiDeps): Hono {
         [{ path: 'cash_balance_cents', message: 'below_minimum' }],
       )
     }
-    await publishStatsChanged(redis, keys, [userId])
+    await statsChanged(deps, [userId])
     try {
       await enqueuePayouts(deps.payouts, [result.payout.id])
     } catch (e) {

@@ -1,11 +1,12 @@
 import { AppError, opaqueId, spendEventId } from '@referral/core'
-import { publishStatsChanged, readWallet, spendWallet, type Wallet } from '@referral/workers'
+import { readWallet, spendWallet, type Wallet } from '@referral/workers'
 import { Hono } from 'hono'
 import { z } from 'zod'
 import type { ApiDeps } from '../context.ts'
 import { ingestKeyAuth } from '../middleware/auth.ts'
 import { readJson } from '../middleware/json-body.ts'
 import { iso } from '../query.ts'
+import { statsChanged } from '../stats-cache.ts'
 
 export const spendInput = z.object({
   id: opaqueId,
@@ -82,7 +83,7 @@ export function walletRoutes(deps: ApiDeps): Hono {
         received_at: now,
       },
     ])
-    await publishStatsChanged(redis, keys, [userId])
+    await statsChanged(deps, [userId])
     return c.json({
       id: r.id,
       amount_cents: r.amount_cents,
