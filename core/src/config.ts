@@ -53,6 +53,7 @@ const envSchema = z.object({
   MAX_QUEUED_JOBS: intFrom(20_000, 0, 100_000_000),
   INGEST_PACE_AFTER_MS: intFrom(2_000, 0, 3_600_000),
   STATS_CACHE_MS: intFrom(2_000, 0, 600_000),
+  WORKER_LINGER_MS: intFrom(50, 0, 10_000),
   CLICKHOUSE_FLUSH_MS: intFrom(1_000, 0, 60_000),
   CLICKHOUSE_BATCH_ROWS: intFrom(50_000, 1, 1_000_000),
   SHUTDOWN_GRACE_MS: intFrom(10_000, 100, 600_000),
@@ -156,6 +157,13 @@ export interface Config {
    */
   statsCacheMs: number
   /**
+   * the ingest worker, finding the queue empty after a group's first jobs, waits until the
+   * first is this old (ms) for more before applying them: under a trickle, fewer and larger
+   * groups (each costs Redis round trips and fsyncs whatever its size); under a backlog it
+   * never waits. 0: applies at once
+   */
+  workerLingerMs: number
+  /**
    * applied events reach ClickHouse through the outbox (workers/src/outbox.ts): a batch is
    * inserted once `batchRows` rows wait or the oldest has waited `flushMs`. The live counters
    * do not wait for it; the ClickHouse-backed reports lag by up to flushMs
@@ -240,6 +248,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     maxQueuedJobs: e.MAX_QUEUED_JOBS,
     ingestPaceAfterMs: e.INGEST_PACE_AFTER_MS,
     statsCacheMs: e.STATS_CACHE_MS,
+    workerLingerMs: e.WORKER_LINGER_MS,
     store: { flushMs: e.CLICKHOUSE_FLUSH_MS, batchRows: e.CLICKHOUSE_BATCH_ROWS },
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,

@@ -160,7 +160,10 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
    * The next job (waiting for one), then what else waits, up to groupLimit events: fetched
    * a few at a time (each fetch is one script call; calls made together share a round trip),
    * 1, 2, 4... while every fetch brings a job, so that a backlog is gathered in few round
-   * trips and a trickle wastes at most one empty fetch a group.
+   * trips and a trickle wastes at most one empty fetch a group. When the queue runs dry
+   * before the first job is workerLingerMs old, it waits until then, once, and fetches again:
+   * under a trickle a group gathers what arrived meanwhile (each group costs the same round
+   * trips and fsyncs whatever its size); a backlog never runs dry.
    */
   const takeGroup = async (token: string): Promise<IngestJob[]> => {
     const first = await worker.getNextJob(token, { block: true })
@@ -168,7 +171,9 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
     const jobs = [first]
     let n = eventCount(first.data)
     const per = Math.max(1, n)
-    for (let want = 1; n < groupLimit && !closing; want = Math.min(MAX_PARALLEL_FETCHES, want * 2)) {
+    let lingered = false
+    let want = 1
+    while (n < groupLimit && !closing) {
       const room = Math.ceil((groupLimit - n) / per)
       const got = await Promise.all(
         Array.from({ length: Math.min(want, room) }, () => worker.getNextJob(token, { block: false })),
@@ -181,7 +186,15 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
           n += eventCount(job.data)
         }
       }
-      if (empty) break
+      if (!empty) {
+        want = Math.min(MAX_PARALLEL_FETCHES, want * 2)
+        continue
+      }
+      const wait = first.timestamp + config.workerLingerMs - Date.now()
+      if (lingered || wait <= 0 || closing) break
+      lingered = true
+      await new Promise((r) => setTimeout(r, wait))
+      want = 1
     }
     return jobs
   }
