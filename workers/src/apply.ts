@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { type EventRow, eventsTsv, tsvOf, writeLedger } from '@referral/clickhouse'
 import { COUNTER_FIELDS, type Keys, newId, type QueuedEvent, type WebhookEvent } from '@referral/core'
 import type { Redis } from 'ioredis'
@@ -6,7 +6,15 @@ import { outboxEntry } from './outbox.ts'
 import type { Resolution, ResolveOptions } from './resolution.ts'
 import { likelyNeeds, resolveBatch } from './resolve.ts'
 import { type CreditExpiry, emptySnapshot, markerId } from './state.ts'
-import { load, loadTaken, purchaseFields, takenDays, userFields, visitorValue } from './state-store.ts'
+import {
+  load,
+  loadTaken,
+  lockAndLoad,
+  purchaseFields,
+  takenDays,
+  userFields,
+  visitorValue,
+} from './state-store.ts'
 import { eventsOfGroup } from './webhooks.ts'
 
 /**
@@ -69,8 +77,10 @@ export function uniqueEvents(events: readonly QueuedEvent[]): { events: QueuedEv
 // window's), KEYS[b+2..] keys the ops write. ARGV[1] lock token, ARGV[2] when today's set
 // expires (s), ARGV[3] b, ARGV[4] the ids to take (type:id), one a line, then the ops: name,
 // key index, argc, args... The ids go as one argument: ten thousand arguments cost more to
-// send than the script takes to run. Returns 1 when applied, -1 when the lock is no longer
-// ours, -2 when an id was taken already (nothing is written).
+// send than the script takes to run. Returns 1 when applied (the lock is released with the
+// writes: no round trip of its own), -1 when the lock is no longer ours, -2 when an id was
+// taken already (nothing is written). Sent by its SHA1 (EVALSHA), the body only when Redis
+// does not have it (NOSCRIPT: after a restart).
 const COMMIT = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local ids = {}
@@ -97,8 +107,10 @@ while i <= #ARGV do
   redis.call(op, key, unpack(ARGV, i + 3, i + 2 + argc))
   i = i + 3 + argc
 end
+redis.call('DEL', KEYS[1])
 return 1
 `
+const COMMIT_SHA = createHash('sha1').update(COMMIT).digest('hex')
 
 // KEYS[1] lock, ARGV[1] token: delete the lock only if it is still ours.
 const RELEASE = `
@@ -131,17 +143,30 @@ export async function applyJobs(
 ): Promise<AppliedGroup | null> {
   const lock = keys.applyLock()
   const token = randomUUID()
-  await acquire(redis, lock, token, opts.lockTtlMs ?? 15_000)
+  const ttlMs = opts.lockTtlMs ?? 15_000
+  const unique = uniqueEvents(jobs.flatMap((j) => j.events))
+  // what the rules surely read: read with the lock taken, in the same round trip
+  const likely = likelyNeeds(unique.events)
+  // the commit releases the lock with its writes; every other end releases it here (a
+  // release by token: nothing happens when the lock was never taken, or has lapsed)
+  let released = false
   try {
-    const unique = uniqueEvents(jobs.flatMap((j) => j.events))
+    let snapshot = emptySnapshot()
+    if (!(await lockAndLoad(redis, keys, { key: lock, token, ttlMs }, likely, snapshot))) {
+      await acquire(redis, lock, token, ttlMs)
+      snapshot = emptySnapshot()
+      await load(redis, keys, likely, snapshot)
+    }
     // Optimistic first: the ids are taken to be new (what the commit checks anyway), so the
     // common batch reads no markers. An id found taken at commit: read them all, and again.
     let optimistic = true
     for (let round = 0; round < MAX_ROUNDS; round++) {
-      const snapshot = emptySnapshot()
-      if (!optimistic) await loadTaken(redis, keys, unique.markers, snapshot, opts)
-      // what the rules surely read, at once; what they find they need besides comes next
-      await load(redis, keys, likelyNeeds(unique.events), snapshot)
+      if (round > 0) {
+        snapshot = emptySnapshot()
+        if (!optimistic) await loadTaken(redis, keys, unique.markers, snapshot, opts)
+        await load(redis, keys, likely, snapshot)
+      }
+      // what the rules find they need besides comes next
       let result = resolveBatch(unique.events, snapshot, opts, unique.markers)
       while (result.needs !== null) {
         await load(redis, keys, result.needs, snapshot)
@@ -151,14 +176,17 @@ export async function applyJobs(
       if (res.taken.length === 0) return null
       const group: AppliedGroup = { groupId: newId(), resolution: res, record: recordOf(res, opts) }
       const outcome = await commit(redis, keys, lock, token, group, opts)
-      if (outcome === 1) return group
+      if (outcome === 1) {
+        released = true
+        return group
+      }
       if (outcome === -1) throw new ApplyConflictError('lost the apply lock before committing')
       // -2: an event id was taken (sent again, or taken since we read): read the markers
       optimistic = false
     }
     throw new ApplyConflictError(`event ids kept being taken under this group for ${MAX_ROUNDS} rounds`)
   } finally {
-    await redis.eval(RELEASE, 1, lock, token)
+    if (!released) await redis.eval(RELEASE, 1, lock, token)
   }
 }
 
@@ -313,11 +341,16 @@ async function commit(
   if (res.rows.length > 0) ops.publish(keys.feedChannel(), JSON.stringify(feedOf(res.rows)))
   // one array, never spread into the call: a large group has tens of thousands of
   // arguments, past what a function call can take (RangeError: Maximum call stack size)
-  const args: Array<string | number | Buffer> = [COMMIT, 1 + days.length + ops.keys.length, lock]
+  const args: Array<string | number | Buffer> = [COMMIT_SHA, 1 + days.length + ops.keys.length, lock]
   for (const d of days) args.push(keys.takenOn(d))
   for (const k of ops.keys) args.push(k)
   args.push(token, expireAt, days.length, res.taken.join('\n'))
   for (const a of ops.args) args.push(a)
-  const out = await redis.call('EVAL', args)
-  return Number(out)
+  try {
+    return Number(await redis.call('EVALSHA', args))
+  } catch (e) {
+    if (!(e instanceof Error) || !e.message.startsWith('NOSCRIPT')) throw e
+    args[0] = COMMIT
+    return Number(await redis.call('EVAL', args))
+  }
 }

@@ -199,10 +199,19 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
     return jobs
   }
 
-  /** ClickHouse is behind (or away): wait while the outbox holds more than it may */
+  /**
+   * ClickHouse is behind (or away): wait while the outbox holds more than it may. Read only
+   * once what it held at the last reading plus what was applied since reaches the limit (the
+   * store loop only takes rows away): not a round trip a group.
+   */
+  let outboxRowsAtMost = Number.POSITIVE_INFINITY
   const outboxFull = async () => {
     const limit = OUTBOX_MAX_BATCHES * config.store.batchRows
-    while (!closing && (await outboxStatus(tx, keys)).rows >= limit) {
+    if (outboxRowsAtMost < limit) return
+    for (;;) {
+      const { rows } = await outboxStatus(tx, keys)
+      outboxRowsAtMost = rows
+      if (closing || rows < limit) return
       await new Promise((r) => setTimeout(r, 100))
     }
   }
@@ -211,7 +220,8 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
     const inputs = jobs.map((j) => ({ id: j.id ?? '', events: decodeEvents(j.data) }))
     try {
       const t0 = performance.now()
-      await applyJobs(tx, keys, inputs, opts)
+      const applied = await applyJobs(tx, keys, inputs, opts)
+      outboxRowsAtMost += applied?.record.rows ?? 0
       stats.applyMs += performance.now() - t0
       await Promise.all(jobs.map((j) => j.moveToCompleted('done', token, false)))
       stats.groups++

@@ -1,5 +1,5 @@
 import type { Keys, Track } from '@referral/core'
-import type { Redis } from 'ioredis'
+import type { ChainableCommander, Redis } from 'ioredis'
 import type { HeldRefund, Needs, PurchaseState, StateSnapshot, UserState, VisitorState } from './state.ts'
 
 /**
@@ -27,7 +27,48 @@ export function takenDays(now: number, dedupWindowSeconds: number): { days: numb
 /** Reads what `needs` names and the snapshot lacks: one pipeline, one MGET per string kind. */
 export async function load(redis: Redis, keys: Keys, needs: Needs, snap: StateSnapshot): Promise<void> {
   const p = redis.pipeline()
-  const readers: Array<(v: unknown) => void> = []
+  const readers = queueReads(p, keys, needs, snap)
+  if (readers.length === 0) return
+  settle(await p.exec(), readers)
+}
+
+/**
+ * Takes the apply lock (SET NX with a TTL) and, in the same round trip after it, reads what
+ * `needs` names into the snapshot: true when the lock was taken; false when another applier
+ * holds it, and then what the snapshot holds is not to be used.
+ */
+export async function lockAndLoad(
+  redis: Redis,
+  keys: Keys,
+  lock: { key: string; token: string; ttlMs: number },
+  needs: Needs,
+  snap: StateSnapshot,
+): Promise<boolean> {
+  const p = redis.pipeline()
+  p.set(lock.key, lock.token, 'PX', lock.ttlMs, 'NX')
+  const readers = queueReads(p, keys, needs, snap)
+  const results = await p.exec()
+  if (results === null) throw new Error('pipeline returned no results')
+  const [lockErr, taken] = results[0] ?? [new Error('no reply to the lock'), null]
+  if (lockErr) throw lockErr
+  if (taken !== 'OK') return false
+  settle(results.slice(1), readers)
+  return true
+}
+
+type Reader = (v: unknown) => void
+
+function settle(results: Array<[Error | null, unknown]> | null, readers: readonly Reader[]): void {
+  if (results === null) throw new Error('pipeline returned no results')
+  results.forEach(([err, value], i) => {
+    if (err) throw err
+    readers[i]?.(value)
+  })
+}
+
+/** Queues on `p` the reads of what `needs` names and the snapshot lacks; their readers in order. */
+function queueReads(p: ChainableCommander, keys: Keys, needs: Needs, snap: StateSnapshot): Reader[] {
+  const readers: Reader[] = []
   const missing = <V>(have: Map<string, V>, want: Set<string>) => [...want].filter((k) => !have.has(k))
   /** string keys read with one MGET, each value parsed into the snapshot */
   const many = (ids: string[], key: (id: string) => string, into: (id: string, v: string | null) => void) => {
@@ -56,13 +97,7 @@ export async function load(redis: Redis, keys: Keys, needs: Needs, snap: StateSn
     p.hgetall(keys.purchase(id))
     readers.push((v) => snap.purchases.set(id, parsePurchase(v as Record<string, string>)))
   }
-  if (readers.length === 0) return
-  const results = await p.exec()
-  if (results === null) throw new Error('pipeline returned no results')
-  results.forEach(([err, value], i) => {
-    if (err) throw err
-    readers[i]?.(value)
-  })
+  return readers
 }
 
 /** Which of these ids are taken: each in the sets of the window's days. */
