@@ -21,6 +21,9 @@ describe('partner track, Stripe webhooks and payouts', () => {
   const keys = makeKeys('ra')
 
   const asUser = async (user: string) => ({ authorization: `Bearer ${await tokenFor(user)}` })
+  const cashOf = async (user: string) =>
+    ((await (await api.get('/v1/me/stats', await asUser(user))).json()) as { cash_balance_cents: number })
+      .cash_balance_cents
   const webhook = (type: string, object: Record<string, unknown>, id?: string) =>
     stripe.event(type, object, id)
   const deliver = (w: { payload: string; header: string }) => stripe.deliver(api, w)
@@ -306,9 +309,12 @@ describe('partner track, Stripe webhooks and payouts', () => {
     await redis.hset(keys.balance('sam'), 'cash', 2600)
     const req = await requestPayout(redis, keys, 'sam', 'acct_sam', Date.now())
     if (!req.ok) throw new Error('payout refused')
+    expect(await cashOf('sam')).toBe(0) // the API's stats cache now holds the emptied balance
     stripe.fake.failTransfers(1, 'invalid')
     expect(await sendPayout({ redis, keys, ch: svc.ch, stripe: stripe.client }, req.payout.id)).toBe('failed')
     expect(await redis.hget(keys.balance('sam'), 'cash')).toBe('2600')
+    // told on the stats channel: well before the cache would read it again (STATS_CACHE_MS, 2 s)
+    await eventually(async () => expect(await cashOf('sam')).toBe(2600), 1_000, 20)
     expect(await cashLedger('sam')).toBe(0) // -2600 payout, +2600 payout_failure
   })
 
@@ -331,7 +337,10 @@ describe('partner track, Stripe webhooks and payouts', () => {
       prefix: keys.bullPrefix(),
     })
     try {
+      expect(await cashOf('auto-a')).toBe(3000)
       const ids = await runAutoPayouts({ redis, keys }, payouts)
+      // told on the stats channel: well before the cache would read it again (STATS_CACHE_MS, 2 s)
+      await eventually(async () => expect(await cashOf('auto-a')).toBe(0), 1_000, 20)
       const created = await Promise.all(ids.map((id) => readPayout(redis, keys, id)))
       expect(created.map((p) => [p?.user_id, p?.amount_cents])).toEqual([['auto-a', 3000]])
       expect(await runAutoPayouts({ redis, keys }, payouts)).toEqual([]) // nothing left to pay

@@ -27,7 +27,7 @@ export interface StatsCacheOptions {
 
 interface Entry<T> {
   value: T | undefined
-  /** when the read that gave `value` started (ms) */
+  /** when the read that gave `value` started (ms, on the cache's clock) */
   at: number
   /** when it was last asked for (ms): an invalidated entry asked for lately is read again */
   askedAt: number
@@ -48,7 +48,8 @@ export class StatsCache<T> {
   constructor(
     private readonly load: (userId: string) => Promise<T>,
     private readonly opts: StatsCacheOptions,
-    private readonly now: () => number = Date.now,
+    /** a monotonic clock: a wall clock stepped back would keep entries young */
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   get enabled(): boolean {

@@ -53,7 +53,8 @@ const envSchema = z.object({
   MAX_QUEUED_JOBS: intFrom(20_000, 0, 100_000_000),
   INGEST_PACE_AFTER_MS: intFrom(2_000, 0, 3_600_000),
   STATS_CACHE_MS: intFrom(2_000, 0, 600_000),
-  WORKER_LINGER_MS: intFrom(50, 0, 10_000),
+  // at most a second: fetched jobs hold their lock (15 s) without renewal while they wait
+  WORKER_LINGER_MS: intFrom(50, 0, 1_000),
   CLICKHOUSE_FLUSH_MS: intFrom(1_000, 0, 60_000),
   CLICKHOUSE_BATCH_ROWS: intFrom(50_000, 1, 1_000_000),
   SHUTDOWN_GRACE_MS: intFrom(10_000, 100, 600_000),

@@ -73,12 +73,12 @@ export function uniqueEvents(events: readonly QueuedEvent[]): { events: QueuedEv
   return { events: out, markers }
 }
 
-// KEYS[1] the apply lock, KEYS[2..b+1] the days whose ids are taken (today's first, then the
-// window's), KEYS[b+2..] keys the ops write. ARGV[1] lock token, ARGV[2] when today's set
+// KEYS[1] the apply lock, KEYS[2] the outbox's row count, KEYS[3..b+2] the days whose ids are
+// taken (today's first, then the window's), KEYS[b+3..] keys the ops write. ARGV[1] lock token, ARGV[2] when today's set
 // expires (s), ARGV[3] b, ARGV[4] the ids to take (type:id), one a line, then the ops: name,
 // key index, argc, args... The ids go as one argument: ten thousand arguments cost more to
-// send than the script takes to run. Returns 1 when applied (the lock is released with the
-// writes: no round trip of its own), -1 when the lock is no longer ours, -2 when an id was
+// send than the script takes to run. Returns {1, the outbox's rows now} when applied (the lock
+// is released with the writes: no round trip of its own), -1 when the lock is no longer ours, -2 when an id was
 // taken already (nothing is written). Sent by its SHA1 (EVALSHA), the body only when Redis
 // does not have it (NOSCRIPT: after a restart).
 const COMMIT = `
@@ -86,7 +86,7 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local ids = {}
 for id in string.gmatch(ARGV[4], '[^\\n]+') do ids[#ids + 1] = id end
 local n, b, chunk = #ids, tonumber(ARGV[3]), 4000
-for k = 2, b + 1 do
+for k = 3, b + 2 do
   if redis.call('EXISTS', KEYS[k]) == 1 then
     for i = 1, n, chunk do
       for _, hit in ipairs(redis.call('SMISMEMBER', KEYS[k], unpack(ids, i, math.min(n, i + chunk - 1)))) do
@@ -95,8 +95,8 @@ for k = 2, b + 1 do
     end
   end
 end
-for i = 1, n, chunk do redis.call('SADD', KEYS[2], unpack(ids, i, math.min(n, i + chunk - 1))) end
-redis.call('EXPIREAT', KEYS[2], ARGV[2])
+for i = 1, n, chunk do redis.call('SADD', KEYS[3], unpack(ids, i, math.min(n, i + chunk - 1))) end
+redis.call('EXPIREAT', KEYS[3], ARGV[2])
 local allowed = { SET = true, HSET = true, HINCRBY = true, DEL = true, ZADD = true, ZREM = true,
   RPUSH = true, INCRBY = true, PUBLISH = true }
 local i = 5
@@ -108,7 +108,7 @@ while i <= #ARGV do
   i = i + 3 + argc
 end
 redis.call('DEL', KEYS[1])
-return 1
+return { 1, tonumber(redis.call('GET', KEYS[2]) or '0') }
 `
 const COMMIT_SHA = createHash('sha1').update(COMMIT).digest('hex')
 
@@ -128,6 +128,8 @@ export interface AppliedGroup {
   groupId: string
   resolution: Resolution
   record: StoredGroup
+  /** the rows the outbox held once this group was in it (every applier's) */
+  outboxRows?: number
 }
 
 /**
@@ -175,9 +177,10 @@ export async function applyJobs(
       const res = result.resolution
       if (res.taken.length === 0) return null
       const group: AppliedGroup = { groupId: newId(), resolution: res, record: recordOf(res, opts) }
-      const outcome = await commit(redis, keys, lock, token, group, opts)
+      const { outcome, outboxRows } = await commit(redis, keys, lock, token, group, opts)
       if (outcome === 1) {
         released = true
+        group.outboxRows = outboxRows
         return group
       }
       if (outcome === -1) throw new ApplyConflictError('lost the apply lock before committing')
@@ -276,11 +279,11 @@ async function commit(
   token: string,
   group: AppliedGroup,
   opts: ApplyOptions,
-): Promise<number> {
+): Promise<{ outcome: number; outboxRows: number }> {
   const res = group.resolution
   const now = (opts.now ?? Date.now)()
   const { days, expireAt } = takenDays(now, opts.dedupWindowSeconds)
-  const ops = new OpList(2 + days.length)
+  const ops = new OpList(3 + days.length)
   for (const [id, u] of res.users) ops.add('HSET', keys.user(id), ...Object.entries(userFields(u)).flat())
   for (const [id, v] of res.visitors) {
     const ttl = Math.ceil((v.ts + opts.attributionWindowMs - now) / 1000)
@@ -341,16 +344,20 @@ async function commit(
   if (res.rows.length > 0) ops.publish(keys.feedChannel(), JSON.stringify(feedOf(res.rows)))
   // one array, never spread into the call: a large group has tens of thousands of
   // arguments, past what a function call can take (RangeError: Maximum call stack size)
-  const args: Array<string | number | Buffer> = [COMMIT_SHA, 1 + days.length + ops.keys.length, lock]
+  const args: Array<string | number | Buffer> = [COMMIT_SHA, 2 + days.length + ops.keys.length, lock]
+  args.push(keys.outboxRows())
   for (const d of days) args.push(keys.takenOn(d))
   for (const k of ops.keys) args.push(k)
   args.push(token, expireAt, days.length, res.taken.join('\n'))
   for (const a of ops.args) args.push(a)
+  let out: unknown
   try {
-    return Number(await redis.call('EVALSHA', args))
+    out = await redis.call('EVALSHA', args)
   } catch (e) {
     if (!(e instanceof Error) || !e.message.startsWith('NOSCRIPT')) throw e
     args[0] = COMMIT
-    return Number(await redis.call('EVAL', args))
+    out = await redis.call('EVAL', args)
   }
+  if (Array.isArray(out)) return { outcome: Number(out[0]), outboxRows: Number(out[1]) }
+  return { outcome: Number(out), outboxRows: Number.NaN }
 }

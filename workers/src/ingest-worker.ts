@@ -131,6 +131,16 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
   await worker.startStalledCheckTimer()
   const stats = emptyIngestStats()
   let closing = false
+  let wake: () => void = () => {}
+  const closed = new Promise<void>((r) => {
+    wake = r
+  })
+  /** a pause that ends early when the worker closes */
+  const sleepUnlessClosed = async (ms: number) => {
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([new Promise((r) => (timer = setTimeout(r, ms))), closed])
+    clearTimeout(timer)
+  }
   // a group that keeps failing is taken smaller next time (down to one job), so that one bad
   // job or an oversize group cannot hold the whole backlog; it grows back after successes
   let groupLimit = maxGroupEvents
@@ -190,10 +200,11 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
         want = Math.min(MAX_PARALLEL_FETCHES, want * 2)
         continue
       }
-      const wait = first.timestamp + config.workerLingerMs - Date.now()
+      // the job's time is its producer's clock: a clock ahead of ours waits no longer than the linger
+      const wait = Math.min(config.workerLingerMs, first.timestamp + config.workerLingerMs - Date.now())
       if (lingered || wait <= 0 || closing) break
       lingered = true
-      await new Promise((r) => setTimeout(r, wait))
+      await sleepUnlessClosed(wait)
       want = 1
     }
     return jobs
@@ -201,16 +212,17 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
 
   /**
    * ClickHouse is behind (or away): wait while the outbox holds more than it may. Read only
-   * once what it held at the last reading plus what was applied since reaches the limit (the
-   * store loop only takes rows away): not a round trip a group.
+   * when the count its last commit returned (every applier's rows then) reaches the limit;
+   * other appliers' groups since then are not in it, so the outbox may pass the limit by a
+   * group of each. Unknown (start, a failed group whose commit may have run): read.
    */
-  let outboxRowsAtMost = Number.POSITIVE_INFINITY
+  let outboxRowsKnown = Number.POSITIVE_INFINITY
   const outboxFull = async () => {
     const limit = OUTBOX_MAX_BATCHES * config.store.batchRows
-    if (outboxRowsAtMost < limit) return
+    if (outboxRowsKnown < limit) return
     for (;;) {
       const { rows } = await outboxStatus(tx, keys)
-      outboxRowsAtMost = rows
+      outboxRowsKnown = rows
       if (closing || rows < limit) return
       await new Promise((r) => setTimeout(r, 100))
     }
@@ -221,7 +233,8 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
     try {
       const t0 = performance.now()
       const applied = await applyJobs(tx, keys, inputs, opts)
-      outboxRowsAtMost += applied?.record.rows ?? 0
+      if (applied?.outboxRows !== undefined && !Number.isNaN(applied.outboxRows))
+        outboxRowsKnown = applied.outboxRows
       stats.applyMs += performance.now() - t0
       await Promise.all(jobs.map((j) => j.moveToCompleted('done', token, false)))
       stats.groups++
@@ -230,6 +243,7 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
       groupLimit = Math.min(maxGroupEvents, groupLimit * 2)
     } catch (e) {
       stats.failures++
+      outboxRowsKnown = Number.POSITIVE_INFINITY
       groupLimit = Math.max(1, Math.floor(groupLimit / 4))
       const err = e instanceof Error ? e : new Error(String(e))
       log.warn({ jobs: jobs.length, err: err.message }, 'ingest group failed, its jobs will be retried')
@@ -277,6 +291,7 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
     stats,
     close: async (deadline?: number) => {
       closing = true
+      wake()
       await worker.close()
       await loop
       // what was applied goes to ClickHouse before the process stops (what cannot, waits in Redis)

@@ -56,6 +56,8 @@ export async function sendPayout(
   if (p === null) return 'missing'
   await insertLedgerEntry(ch, ledger(p, 'payout'))
   if (p.status === 'failed') {
+    // a run again after a crash past the refund: told again, in case it was not then
+    await publishStatsChanged(redis, keys, [p.user_id])
     await insertLedgerEntry(ch, ledger(p, 'payout_failure'))
     return 'failed'
   }
@@ -76,9 +78,10 @@ export async function sendPayout(
     if (!isPermanent(e)) throw e
     const reason = e instanceof Error ? e.message : String(e)
     await settlePayout(redis, keys, p, { status: 'failed', reason }, now())
+    // the cash is back: told before anything else can fail
+    await publishStatsChanged(redis, keys, [p.user_id])
     const settled = await readPayout(redis, keys, payoutId)
     if (settled !== null) await insertLedgerEntry(ch, ledger(settled, 'payout_failure'))
-    await publishStatsChanged(redis, keys, [p.user_id])
     return 'failed'
   }
   await settlePayout(redis, keys, p, { status: 'paid', transferId }, now())
@@ -219,7 +222,11 @@ export async function runAutoPayouts(
       const [account, enabled] = await redis.hmget(keys.user(userId), 'stripe_account', 'payouts_enabled')
       if (account === null || account === undefined || enabled !== '1') continue
       const r = await requestPayout(redis, keys, userId, account, now)
-      if (r.ok) created.push(r.payout.id)
+      if (r.ok) {
+        created.push(r.payout.id)
+        // the cash balance went into the payout
+        await publishStatsChanged(redis, keys, [userId])
+      }
     }
   } while (cursor !== '0')
   await enqueuePayouts(queue, created)

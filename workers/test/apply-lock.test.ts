@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestRedis, tempDir } from '../../test/support/env.ts'
 import { applyJobs } from '../src/apply.ts'
+import { outboxStatus } from '../src/outbox.ts'
 import { readCounters } from '../src/reconcile.ts'
 
 /**
@@ -62,6 +63,15 @@ describe('applying a group: the lock and the commit script', () => {
     await applyJobs(redis, keys, [{ id: 'j3', events: clicks('again-', 2) }], opts)
     expect(await counted()).toBe(before + 5)
     expect(await redis.exists(keys.applyLock())).toBe(0)
+  })
+
+  it("returns the outbox's row count after its commit, every applier's rows included", async () => {
+    const before = (await outboxStatus(redis, keys)).rows
+    // another applier's group, as its commit would have counted it
+    await redis.incrby(keys.outboxRows(), 7)
+    const applied = await applyJobs(redis, keys, [{ id: 'j4', events: clicks('count-', 4) }], opts)
+    expect(applied?.outboxRows).toBe(before + 7 + 4)
+    expect(applied?.outboxRows).toBe((await outboxStatus(redis, keys)).rows)
   })
 
   it('releases the lock when the group changes nothing (its events were applied before)', async () => {

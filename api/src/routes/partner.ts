@@ -77,8 +77,8 @@ export function partnerRoutes(deps: ApiDeps): Hono {
       }),
     )
     const since = await redis.eval(SET_PARTNER, 1, keys.user(userId), Date.now())
-    await redis.sadd(keys.partners(), userId)
     await statsChanged(deps, [userId]) // the track
+    await redis.sadd(keys.partners(), userId)
     return c.json({ track: 'partner', onboarding_url: link.url, partner_since: iso(Number(since)) })
   })
 

@@ -69,6 +69,8 @@ export function walletRoutes(deps: ApiDeps): Hono {
       ])
     }
     const r = result.record
+    // the wallet is debited: told before anything else can fail
+    await statsChanged(deps, [userId])
     // the ledger entry reaches ClickHouse through the pipeline, once per spend id; a retry
     // of this request finds the recorded spend and queues the same event again (a no-op)
     await events.submit([
@@ -83,7 +85,6 @@ export function walletRoutes(deps: ApiDeps): Hono {
         received_at: now,
       },
     ])
-    await statsChanged(deps, [userId])
     return c.json({
       id: r.id,
       amount_cents: r.amount_cents,
