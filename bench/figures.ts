@@ -1,6 +1,6 @@
 import type { BatchRun, CannonFigures } from './load.ts'
 import type { DrainResult } from './pipeline.ts'
-import type { ExitInfo } from './proc.ts'
+import type { CpuSplit, ExitInfo } from './proc.ts'
 import { fmt, type Row, row, verdict } from './report.ts'
 import { type Latencies, pct, type SteadyRun } from './steady.ts'
 
@@ -15,6 +15,8 @@ export interface Shape {
 
 export interface Baseline {
   single: CannonFigures
+  /** CPU per request of the single-event phase (service: the bare server) */
+  singleCpu: CpuSplit
   batch: BatchRun
   /** GET at the stats rate against the bare server */
   stats: Latencies
@@ -23,6 +25,8 @@ export interface Baseline {
 export interface ServiceRun {
   readyMs: number
   single: CannonFigures
+  /** CPU per 2xx of the single-event phase, until its backlog was applied and stored */
+  singleCpu: CpuSplit
   singleDrain: DrainResult
   singleDrainMs: number
   /** 2xx of the single-event phase, warm-up included */
@@ -32,8 +36,12 @@ export interface ServiceRun {
   /** the counter when the batch phase started */
   clicksBefore: number
   steady: SteadyRun
+  /** CPU per event of the steady phase, until drained (the probes' process apart) */
+  steadyCpu: CpuSplit
   steadyDrain: DrainResult
   batch: BatchRun
+  /** CPU per event of the batch phase, until drained */
+  batchCpu: CpuSplit
   expected: number
   drain: DrainResult
   failed: number
@@ -108,6 +116,11 @@ export function steadyRows(shape: SteadyShape, b: Baseline, s: ServiceRun): Row[
         baseline: `p50 ${fmt.ms(pct(st.redisPing.samples, 0.5))}, ${st.redisPing.errors} errors`,
       },
     ),
+    row(
+      'steady: CPU per event until drained: service / its redis-server / load generator',
+      `${s.steadyCpu.service.toFixed(1)} µs / ${s.steadyCpu.redis.toFixed(1)} µs / ${s.steadyCpu.loadgen.toFixed(1)} µs`,
+      { baseline: 'serving the latency probes included (their own process not counted)' },
+    ),
     row('steady backlog drained after the load', s.steadyDrain.done ? 'yes' : s.steadyDrain.why, {
       verdict: verdict(s.steadyDrain.done),
     }),
@@ -126,6 +139,8 @@ export function rows(shape: Shape, b: Baseline, s: ServiceRun): Row[] {
   const applied = s.drain.clicks - s.clicksBefore
   const appliedRate = applied / ((s.drain.tDone - s.batch.tFirstSent) / 1000)
   const kb = (n: number) => fmt.mb(n * 1024)
+  const us = (n: number) => `${n.toFixed(1)} µs`
+  const cpu = (c: CpuSplit) => `${us(c.service)} / ${us(c.redis)} / ${us(c.loadgen)}`
   const ratio = (a: number, c: number) => ({ baseline: '', ratio: fmt.ratio(a, c) })
   return [
     row(`single-event POST /v1/events, 2xx/s (${CONNECTIONS} conns, ${D_S} s)`, fmt.int(single.okPerSec), {
@@ -157,6 +172,11 @@ export function rows(shape: Shape, b: Baseline, s: ServiceRun): Row[] {
       verdict: verdict(s.singleDrain.done),
     }),
     row('single-event backlog drain after autocannon stopped', fmt.s(s.singleDrainMs + 300)),
+    row(
+      'single-event CPU per request, answered and applied: service / its redis-server / load generator',
+      cpu(s.singleCpu),
+      { baseline: `${us(b.singleCpu.service)} bare server / ${us(b.singleCpu.loadgen)} load generator` },
+    ),
     row(`batched: accepted events/s at the HTTP edge (${LOOPS} loops x ${BATCH})`, fmt.int(edgeRate), {
       baseline: `${fmt.int(bareBatchRate)} (bare server)`,
       ratio: fmt.ratio(edgeRate, bareBatchRate),
@@ -170,6 +190,7 @@ export function rows(shape: Shape, b: Baseline, s: ServiceRun): Row[] {
     row('batched: events applied to the counter per s, first request to last poll', fmt.int(appliedRate), {
       baseline: `${fmt.int(applied)} applied in ${fmt.s(s.drain.tDone - s.batch.tFirstSent)}`,
     }),
+    row('batched: CPU per event until drained: service / its redis-server / load generator', cpu(s.batchCpu)),
     row('batched: events accepted / requests', `${fmt.int(s.batch.accepted)} / ${fmt.int(s.batch.requests)}`),
     row(
       'batched: refused responses / conn errors / 202s not accepting all',

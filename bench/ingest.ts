@@ -10,6 +10,7 @@ import { batchLoops, cannon, getJson, waitFor200 } from './load.ts'
 import { openPipeline, QueueSampler, RssSampler, readMetrics, waitForDrain } from './pipeline.ts'
 import type { ProbeResult, ProbeSpec } from './probes.ts'
 import {
+  CpuMeter,
   childrenReport,
   freePort,
   installCleanup,
@@ -77,7 +78,9 @@ async function baseline(): Promise<Baseline> {
   const body = JSON.stringify({ type: 'click', code: 'AAAAAAAA', visitor_id: 'v1' })
   log('baseline: warm-up, then autocannon')
   await cannon({ ...target, body, durationS: 1 })
+  const singleMeter = new CpuMeter({ service: bare.pid })
   const single = await cannon({ ...target, body, durationS: D_S })
+  const singleCpu = singleMeter.per(single.ok)
   log(`baseline: ${fmt.int(single.okPerSec)} req/s; batches`)
   const batch = await batchLoops({
     url,
@@ -98,7 +101,7 @@ async function baseline(): Promise<Baseline> {
   })
   const { stats } = await probes.done
   await stopChild(bare, 'SIGTERM', 5_000)
-  return { single, batch, stats }
+  return { single, singleCpu, batch, stats }
 }
 
 async function service(): Promise<ServiceRun> {
@@ -151,6 +154,8 @@ async function service(): Promise<ServiceRun> {
   const target = { url: `${base}/v1/events`, headers: ingestHeaders, connections: CONNECTIONS }
   const body = JSON.stringify({ type: 'click', code, visitor_id: 'v1' })
   const warm = await cannon({ ...target, body, durationS: 1 })
+  const cpuPids = { service: svc.pid, redis: pipeline.redisPid }
+  const singleMeter = new CpuMeter(cpuPids)
   const single = await cannon({ ...target, body, durationS: D_S })
   log(`service: ${fmt.int(single.okPerSec)} req/s single; waiting for that backlog`)
   await sleep(300) // requests autocannon gave up on at its deadline may still be answered
@@ -163,6 +168,8 @@ async function service(): Promise<ServiceRun> {
     limitMs: singleLimitMs,
     stallMs: 15_000,
   })
+  // each request's whole cost: answered, then applied and stored (the backlog drained)
+  const singleCpu = singleMeter.per(single.ok)
   const singleDrainMs = singleDrain.tDone - t0
   const clicksBefore = await clicks()
   const single2xx = warm.ok + single.ok
@@ -179,6 +186,7 @@ async function service(): Promise<ServiceRun> {
   log(
     `service: steady ${fmt.int(STEADY_EVENTS_PER_SEC)} events/s for ${fmt.s(STEADY_MS)}: freshness, GET /v1/me/stats`,
   )
+  const steadyMeter = new CpuMeter(cpuPids)
   const steady = await steadyLoad({
     ingestUrl: target.url,
     ingestHeaders,
@@ -208,12 +216,14 @@ async function service(): Promise<ServiceRun> {
     limitMs: 30_000,
     stallMs: 15_000,
   })
+  const steadyCpu = steadyMeter.per(steady.loadAccepted)
   const clicksBeforeBatch = steadyDrain.clicks
   const redisUsedBefore = await pipeline.usedMemory()
 
   log('service: batches')
   const queueSampler = new QueueSampler(pipeline)
   queueSampler.start()
+  const batchMeter = new CpuMeter(cpuPids)
   const batch = await batchLoops({
     url: target.url,
     headers: ingestHeaders,
@@ -228,6 +238,7 @@ async function service(): Promise<ServiceRun> {
   const limitMs = Math.min(240_000, Math.max(10_000, BUDGET_MS - (performance.now() - startedAt) - 25_000))
   log(`service: ${fmt.int(batch.accepted)} events accepted; draining (at most ${fmt.s(limitMs)})`)
   const drain = await waitForDrain({ ...watch, expected, limitMs, stallMs: 30_000 })
+  const batchCpu = batchMeter.per(batch.accepted)
   sampler.stop()
   queueSampler.stop()
 
@@ -246,14 +257,17 @@ async function service(): Promise<ServiceRun> {
   return {
     readyMs,
     single,
+    singleCpu,
     singleDrain,
     singleDrainMs,
     single2xx,
     singleClicks: clicksBefore,
     clicksBefore: clicksBeforeBatch,
     steady,
+    steadyCpu,
     steadyDrain,
     batch,
+    batchCpu,
     expected,
     drain,
     failed,

@@ -243,3 +243,52 @@ export function freePort(): Promise<number> {
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+/** Linux's USER_HZ: /proc's CPU times are in these ticks (100 a second on every common kernel). */
+const TICKS_PER_SEC = 100
+
+/** CPU time a process (all its threads) has used, in ms; NaN once it is gone. */
+export function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // the fields after the command name, which may itself hold spaces and parentheses
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return ((Number(f[11]) + Number(f[12])) * 1000) / TICKS_PER_SEC
+  } catch {
+    return Number.NaN
+  }
+}
+
+/** CPU per unit of work (µs) of the service, its redis-server and the bench process itself. */
+export interface CpuSplit {
+  service: number
+  redis: number
+  /** the bench process: autocannon or the batch loops (the latency probes run apart) */
+  loadgen: number
+}
+
+/**
+ * Measures what a phase cost in CPU: started before it, `per(n)` after it gives the µs
+ * each of the n requests or events took in each process, from /proc and process.cpuUsage.
+ */
+export class CpuMeter {
+  private readonly start: { service: number; redis: number; self: NodeJS.CpuUsage }
+
+  constructor(private readonly pids: { service: number; redis?: number }) {
+    this.start = {
+      service: cpuMs(pids.service),
+      redis: pids.redis === undefined ? 0 : cpuMs(pids.redis),
+      self: process.cpuUsage(),
+    }
+  }
+
+  per(n: number): CpuSplit {
+    const self = process.cpuUsage(this.start.self)
+    const redis = this.pids.redis === undefined ? 0 : cpuMs(this.pids.redis) - this.start.redis
+    return {
+      service: ((cpuMs(this.pids.service) - this.start.service) * 1000) / n,
+      redis: (redis * 1000) / n,
+      loadgen: (self.user + self.system) / n,
+    }
+  }
+}
