@@ -69,6 +69,10 @@ export interface SteadyShape {
 }
 
 /** The steady phase: freshness seen on SSE, GET /v1/me/stats latency. */
+const us = (n: number) => `${n.toFixed(1)} µs`
+/** a CpuSplit as "service / its redis-server / load generator" */
+const cpu = (c: CpuSplit) => `${us(c.service)} / ${us(c.redis)} / ${us(c.loadgen)}`
+
 export function steadyRows(shape: SteadyShape, b: Baseline, s: ServiceRun): Row[] {
   const st = s.steady
   const f = st.freshness
@@ -118,7 +122,7 @@ export function steadyRows(shape: SteadyShape, b: Baseline, s: ServiceRun): Row[
     ),
     row(
       'steady: CPU per event until drained: service / its redis-server / load generator',
-      `${s.steadyCpu.service.toFixed(1)} µs / ${s.steadyCpu.redis.toFixed(1)} µs / ${s.steadyCpu.loadgen.toFixed(1)} µs`,
+      cpu(s.steadyCpu),
       { baseline: 'serving the latency probes included (their own process not counted)' },
     ),
     row('steady backlog drained after the load', s.steadyDrain.done ? 'yes' : s.steadyDrain.why, {
@@ -139,8 +143,6 @@ export function rows(shape: Shape, b: Baseline, s: ServiceRun): Row[] {
   const applied = s.drain.clicks - s.clicksBefore
   const appliedRate = applied / ((s.drain.tDone - s.batch.tFirstSent) / 1000)
   const kb = (n: number) => fmt.mb(n * 1024)
-  const us = (n: number) => `${n.toFixed(1)} µs`
-  const cpu = (c: CpuSplit) => `${us(c.service)} / ${us(c.redis)} / ${us(c.loadgen)}`
   const ratio = (a: number, c: number) => ({ baseline: '', ratio: fmt.ratio(a, c) })
   return [
     row(`single-event POST /v1/events, 2xx/s (${CONNECTIONS} conns, ${D_S} s)`, fmt.int(single.okPerSec), {

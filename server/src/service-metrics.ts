@@ -1,4 +1,4 @@
-import type { GroupCommitter, Metrics } from '@referral/api'
+import type { GroupCommitter, Metrics, StatsCache } from '@referral/api'
 import { type ClickHouse, queryRows } from '@referral/clickhouse'
 import type { OutboxStatus } from '@referral/workers'
 import type { Queue } from 'bullmq'
@@ -27,6 +27,25 @@ export function addClickHouseMetrics(metrics: Metrics, ch: ClickHouse): void {
     help: 'active data parts of every table in the database',
     type: 'gauge',
     read: () => parts(null),
+  })
+}
+
+/** GET /v1/me/stats answered from this process's stats cache, or after a read from Redis. */
+export function addStatsCacheMetrics(
+  metrics: Metrics,
+  cache: Pick<StatsCache<unknown>, 'hits' | 'misses'>,
+): void {
+  metrics.add({
+    name: 'ra_stats_cache_hits_total',
+    help: 'stats answers from what this process last read (api/src/stats-cache.ts)',
+    type: 'counter',
+    read: () => cache.hits,
+  })
+  metrics.add({
+    name: 'ra_stats_cache_misses_total',
+    help: 'stats answers that waited for a read from Redis',
+    type: 'counter',
+    read: () => cache.misses,
   })
 }
 

@@ -42,7 +42,12 @@ import {
 import { Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { type RedisServer, startRedisServer } from './redis-server.ts'
-import { addClickHouseMetrics, addIngestMetrics, addWorkerMetrics } from './service-metrics.ts'
+import {
+  addClickHouseMetrics,
+  addIngestMetrics,
+  addStatsCacheMetrics,
+  addWorkerMetrics,
+} from './service-metrics.ts'
 import { startWorkersThread, type WorkerStats, type WorkersThread } from './workers-thread.ts'
 
 const WEB = repoPath(import.meta.url, 'web')
@@ -262,18 +267,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
         maxAgeMs: config.statsCacheMs,
         maxEntries: 50_000,
       })
-      metrics.add({
-        name: 'ra_stats_cache_hits_total',
-        help: 'stats answers from what this process last read (api/src/stats-cache.ts)',
-        type: 'counter',
-        read: () => statsCache.hits,
-      })
-      metrics.add({
-        name: 'ra_stats_cache_misses_total',
-        help: 'stats answers that waited for a read from Redis',
-        type: 'counter',
-        read: () => statsCache.misses,
-      })
+      addStatsCacheMetrics(metrics, statsCache)
       const hub = new StatsHub(subscriber, keys, log, statsCache)
       await hub.start()
       statsHub = hub

@@ -73,14 +73,15 @@ export function uniqueEvents(events: readonly QueuedEvent[]): { events: QueuedEv
   return { events: out, markers }
 }
 
-// KEYS[1] the apply lock, KEYS[2] the outbox's row count, KEYS[3..b+2] the days whose ids are
-// taken (today's first, then the window's), KEYS[b+3..] keys the ops write. ARGV[1] lock token, ARGV[2] when today's set
-// expires (s), ARGV[3] b, ARGV[4] the ids to take (type:id), one a line, then the ops: name,
-// key index, argc, args... The ids go as one argument: ten thousand arguments cost more to
-// send than the script takes to run. Returns {1, the outbox's rows now} when applied (the lock
-// is released with the writes: no round trip of its own), -1 when the lock is no longer ours, -2 when an id was
-// taken already (nothing is written). Sent by its SHA1 (EVALSHA), the body only when Redis
-// does not have it (NOSCRIPT: after a restart).
+// KEYS[1] the apply lock, KEYS[2] the outbox's row count, KEYS[3..b+2] the days whose ids
+// are taken (today's first, then the window's), KEYS[b+3..] keys the ops write. ARGV[1] lock
+// token, ARGV[2] when today's set expires (s), ARGV[3] b, ARGV[4] the ids to take (type:id),
+// one a line, then the ops: name, key index, argc, args... The ids go as one argument: ten
+// thousand arguments cost more to send than the script takes to run. Returns {1, the
+// outbox's rows now} when applied (the lock is released with the writes: no round trip of
+// its own), -1 when the lock is no longer ours, -2 when an id was taken already (nothing is
+// written). Sent by its SHA1 (EVALSHA), the body only when Redis does not have it
+// (NOSCRIPT: after a restart).
 const COMMIT = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local ids = {}
