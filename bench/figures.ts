@@ -96,11 +96,11 @@ export function steadyRows(shape: SteadyShape, b: Baseline, s: ServiceRun): Row[
       verdict: verdict(pct(f, 0.99) <= 1000 && st.unseen === 0),
     }),
     row(`GET /v1/me/stats at ${shape.statsPerSec}/s during the load, p50`, fmt.ms(pct(lat, 0.5)), {
-      baseline: `${fmt.ms(pct(bl, 0.5))} (bare server)`,
+      baseline: `${fmt.ms(pct(bl, 0.5))} (bare server, idle)`,
       ratio: fmt.ratio(pct(lat, 0.5), pct(bl, 0.5)),
     }),
     row('GET /v1/me/stats p99', fmt.ms(pct(lat, 0.99)), {
-      baseline: `${fmt.ms(pct(bl, 0.99))} (bare server)`,
+      baseline: `${fmt.ms(pct(bl, 0.99))} (bare server, idle)`,
       ratio: fmt.ratio(pct(lat, 0.99), pct(bl, 0.99)),
       target: '<= 5 ms',
       verdict: verdict(pct(lat, 0.99) <= 5 && st.stats.errors === 0),
@@ -118,6 +118,14 @@ export function steadyRows(shape: SteadyShape, b: Baseline, s: ServiceRun): Row[
       fmt.ms(pct(st.redisPing.samples, 0.99)),
       {
         baseline: `p50 ${fmt.ms(pct(st.redisPing.samples, 0.5))}, ${st.redisPing.errors} errors`,
+      },
+    ),
+    row(
+      `  GET on a bare node:http server beside the service at ${shape.statsPerSec / 2}/s, p99 (the machine under this load)`,
+      fmt.ms(pct(st.bare.samples, 0.99)),
+      {
+        baseline: `p50 ${fmt.ms(pct(st.bare.samples, 0.5))}, ${st.bare.errors} errors`,
+        ratio: `stats ${fmt.ratio(pct(lat, 0.99), pct(st.bare.samples, 0.99))}`,
       },
     ),
     row(

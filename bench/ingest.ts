@@ -67,13 +67,18 @@ async function startProbes(spec: ProbeSpec): Promise<{ done: Promise<ProbeResult
   return { done: result.then((line) => JSON.parse(line) as ProbeResult) }
 }
 
-async function baseline(): Promise<Baseline> {
+/** A bare node:http server (bare-server.ts) and its URL for POST /v1/events. */
+async function startBare(): Promise<{ bare: ReturnType<typeof startChild>; url: string }> {
   const bare = startChild('bare-server', process.execPath, tsxArgs('bench/bare-server.ts'), {
     env: { ...process.env, PORT: '0' },
     cwd: ROOT,
   })
   const line = await bare.waitForLine((l) => l.startsWith('{"port"'), 20_000)
-  const url = `http://127.0.0.1:${(JSON.parse(line) as { port: number }).port}/v1/events`
+  return { bare, url: `http://127.0.0.1:${(JSON.parse(line) as { port: number }).port}/v1/events` }
+}
+
+async function baseline(): Promise<Baseline> {
+  const { bare, url } = await startBare()
   const target = { url, headers: ingestHeaders, connections: CONNECTIONS }
   const body = JSON.stringify({ type: 'click', code: 'AAAAAAAA', visitor_id: 'v1' })
   log('baseline: warm-up, then autocannon')
@@ -186,6 +191,9 @@ async function service(): Promise<ServiceRun> {
   log(
     `service: steady ${fmt.int(STEADY_EVENTS_PER_SEC)} events/s for ${fmt.s(STEADY_MS)}: freshness, GET /v1/me/stats`,
   )
+  // a bare server beside the service, probed at the same moments: what the machine under this
+  // load does to a request that costs nothing (its idle figure is the baseline's)
+  const beside = await startBare()
   const steadyMeter = new CpuMeter(cpuPids)
   const steady = await steadyLoad({
     ingestUrl: target.url,
@@ -208,8 +216,10 @@ async function service(): Promise<ServiceRun> {
         durationMs: STEADY_MS,
         healthUrl: `${base}/healthz`,
         redisPort: pipeline.redisPort,
+        bareUrl: beside.url,
       }),
   })
+  await stopChild(beside.bare, 'SIGTERM', 5_000)
   const steadyDrain = await waitForDrain({
     ...watch,
     expected: clicksSent + steady.loadAccepted,

@@ -136,9 +136,9 @@ export interface SteadyOptions {
   probeEveryMs: number
   statsPerSec: number
   /**
-   * the latency probes (GET /v1/me/stats at statsPerSec; GET /healthz and a redis-server PING
-   * at half that, to tell apart what the stats latency is made of), run in a process of their
-   * own for the phase's duration (probes.ts)
+   * the latency probes (GET /v1/me/stats at statsPerSec; GET /healthz, a redis-server PING
+   * and a GET on a bare server beside the service at half that, to tell apart what the stats
+   * latency is made of), run in a process of their own for the phase's duration (probes.ts)
    */
   probes: () => Promise<{ done: Promise<ProbeResult> }>
 }
@@ -154,6 +154,8 @@ export interface SteadyRun {
   health: Latencies
   /** PING to redis-server on a connection of the bench's own: redis-server and the machine */
   redisPing: Latencies
+  /** GET on a bare node:http server running beside the service: the machine alone */
+  bare: Latencies
   /** events of load batches answered 202 / sent */
   loadAccepted: number
   loadSent: number
@@ -177,6 +179,7 @@ export async function steadyLoad(o: SteadyOptions): Promise<SteadyRun> {
     stats: { samples: [], errors: 0 },
     health: { samples: [], errors: 0 },
     redisPing: { samples: [], errors: 0 },
+    bare: { samples: [], errors: 0 },
     loadAccepted: 0,
     loadSent: 0,
     loadRefused: 0,
@@ -253,6 +256,7 @@ export async function steadyLoad(o: SteadyOptions): Promise<SteadyRun> {
   run.stats = measured.stats
   run.health = measured.health
   run.redisPing = measured.redisPing
+  run.bare = measured.bare
   const deadline = performance.now() + 5_000
   while (seenAt.length < acked.length && performance.now() < deadline) {
     await new Promise((r) => setTimeout(r, 20))
