@@ -4,8 +4,7 @@ import { fixedRate, type Latencies } from './steady.ts'
 /**
  * The latency probes of `npm run bench`'s steady phase, in a process of their own: GET
  * /v1/me/stats, GET /healthz, a redis-server PING and a GET on a bare server running beside
- * the service, each at a fixed rate, each latency
- * counted from when the request was due. Apart from the load generator, whose work (building
+ * the service, each at a fixed rate, each latency counted from when the request was due. Apart from the load generator, whose work (building
  * and sending 5,000 events a second, reading the SSE stream) would otherwise delay the
  * probes' own timers and count against the service. Warms up for a second, prints `ready`,
  * measures for the spec's duration, then prints one JSON line: the four latency lists
@@ -48,29 +47,30 @@ async function main(spec: ProbeSpec): Promise<ProbeResult> {
       ? null
       : new Redis({ host: '127.0.0.1', port: spec.redisPort, maxRetriesPerRequest: 1 })
   pinger?.on('error', () => {})
-  try {
-    // warm up first (connections, JIT): a cold first request is the probe's, not the service's
-    const warm = { ...spec, durationMs: 1_000 }
-    await Promise.all([
-      fixedRate(getOk(spec.statsUrl, spec.authHeaders), warm.statsPerSec, warm.durationMs),
-      spec.healthUrl === undefined ? none() : fixedRate(getOk(spec.healthUrl), 20, warm.durationMs),
-      pinger === null ? none() : fixedRate(async () => (await pinger.ping()) === 'PONG', 20, warm.durationMs),
-      spec.bareUrl === undefined ? none() : fixedRate(getOk(spec.bareUrl), 20, warm.durationMs),
-    ])
-    process.stdout.write('ready\n')
+  // the optional probes are null where the spec leaves them out
+  const send = {
+    stats: getOk(spec.statsUrl, spec.authHeaders),
+    health: spec.healthUrl === undefined ? null : getOk(spec.healthUrl),
+    redisPing: pinger === null ? null : async () => (await pinger.ping()) === 'PONG',
+    bare: spec.bareUrl === undefined ? null : getOk(spec.bareUrl),
+  }
+  const at = (probe: (() => Promise<boolean>) | null, ratePerSec: number, durationMs: number) =>
+    probe === null ? Promise.resolve(none()) : fixedRate(probe, ratePerSec, durationMs)
+  /** stats at its rate, the others at `sideRate`, all for `durationMs` */
+  const round = async (sideRate: number, durationMs: number): Promise<ProbeResult> => {
     const [stats, health, redisPing, bare] = await Promise.all([
-      fixedRate(getOk(spec.statsUrl, spec.authHeaders), spec.statsPerSec, spec.durationMs),
-      spec.healthUrl === undefined
-        ? none()
-        : fixedRate(getOk(spec.healthUrl), spec.statsPerSec / 2, spec.durationMs),
-      pinger === null
-        ? none()
-        : fixedRate(async () => (await pinger.ping()) === 'PONG', spec.statsPerSec / 2, spec.durationMs),
-      spec.bareUrl === undefined
-        ? none()
-        : fixedRate(getOk(spec.bareUrl), spec.statsPerSec / 2, spec.durationMs),
+      at(send.stats, spec.statsPerSec, durationMs),
+      at(send.health, sideRate, durationMs),
+      at(send.redisPing, sideRate, durationMs),
+      at(send.bare, sideRate, durationMs),
     ])
     return { stats, health, redisPing, bare }
+  }
+  try {
+    // warm up first (connections, JIT): a cold first request is the probe's, not the service's
+    await round(20, 1_000)
+    process.stdout.write('ready\n')
+    return await round(spec.statsPerSec / 2, spec.durationMs)
   } finally {
     pinger?.disconnect()
   }
