@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis'
+import { httpAgent, send as request } from './load.ts'
 import { fixedRate, type Latencies } from './steady.ts'
 
 /**
@@ -35,12 +36,12 @@ export interface ProbeResult {
 const none = (): Latencies => ({ samples: [], errors: 0 })
 
 async function main(spec: ProbeSpec): Promise<ProbeResult> {
+  const agent = httpAgent()
   const getOk =
     (url: string, headers: Record<string, string> = {}) =>
     async () => {
-      const res = await fetch(url, { headers })
-      await res.text()
-      return res.status === 200 || res.status === 202
+      const { status } = await request(agent, url, { headers })
+      return status === 200 || status === 202
     }
   const pinger =
     spec.redisPort === undefined
@@ -73,6 +74,7 @@ async function main(spec: ProbeSpec): Promise<ProbeResult> {
     return await round(spec.statsPerSec / 2, spec.durationMs)
   } finally {
     pinger?.disconnect()
+    agent.destroy()
   }
 }
 

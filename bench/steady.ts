@@ -1,3 +1,4 @@
+import { httpAgent, send } from './load.ts'
 import type { ProbeResult } from './probes.ts'
 
 /**
@@ -186,6 +187,7 @@ export async function steadyLoad(o: SteadyOptions): Promise<SteadyRun> {
     maxOutstanding: 0,
     achievedPerSec: 0,
   }
+  const agent = httpAgent()
   const t0 = performance.now()
   const end = t0 + o.durationMs
 
@@ -198,13 +200,12 @@ export async function steadyLoad(o: SteadyOptions): Promise<SteadyRun> {
   const probeClicks = (async () => {
     for (let k = 1; performance.now() < end; k++) {
       const next = performance.now() + o.probeEveryMs
-      const res = await fetch(o.ingestUrl, {
+      const res = await send(agent, o.ingestUrl, {
         method: 'POST',
         headers: o.ingestHeaders,
         body: `{"type":"click","id":"probe-${k}","code":"${o.probeCode}"}`,
       })
       const t = performance.now()
-      await res.text()
       if (res.status !== 202) throw new Error(`probe ${k}: ${res.status}`)
       acked.push(t)
       run.probes = k
@@ -228,13 +229,12 @@ export async function steadyLoad(o: SteadyOptions): Promise<SteadyRun> {
       outstanding++
       run.maxOutstanding = Math.max(run.maxOutstanding, outstanding)
       run.loadSent += o.batch
-      const p = fetch(o.ingestUrl, {
+      const p = send(agent, o.ingestUrl, {
         method: 'POST',
         headers: o.ingestHeaders,
         body: `{"events":[${parts.join(',')}]}`,
       })
-        .then(async (res) => {
-          await res.text()
+        .then((res) => {
           if (res.status === 202) run.loadAccepted += o.batch
           else run.loadRefused++
         })
@@ -251,6 +251,7 @@ export async function steadyLoad(o: SteadyOptions): Promise<SteadyRun> {
 
   await Promise.all([probeClicks, load])
   await Promise.all(loadRequests)
+  agent.destroy()
   run.achievedPerSec = run.loadAccepted / ((performance.now() - t0) / 1000)
   const measured = await probes.done
   run.stats = measured.stats
