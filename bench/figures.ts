@@ -1,5 +1,6 @@
 import type { BatchRun, CannonFigures } from './load.ts'
 import type { DrainResult } from './pipeline.ts'
+import type { ProbeResult } from './probes.ts'
 import type { CpuSplit, ExitInfo } from './proc.ts'
 import { fmt, type Row, row, verdict } from './report.ts'
 import { type Latencies, pct, type SteadyRun } from './steady.ts'
@@ -35,6 +36,8 @@ export interface ServiceRun {
   singleClicks: number
   /** the counter when the batch phase started */
   clicksBefore: number
+  /** the latency probes with no ingest load, just before the steady phase */
+  quiet: ProbeResult
   steady: SteadyRun
   /** CPU per event of the steady phase, until drained (the probes' process apart) */
   steadyCpu: CpuSplit
@@ -66,6 +69,8 @@ export interface SteadyShape {
   eventsPerSec: number
   statsPerSec: number
   durationMs: number
+  /** how long the probes ran with no ingest load */
+  quietMs: number
 }
 
 /** The steady phase: freshness seen on SSE, GET /v1/me/stats latency. */
@@ -78,6 +83,7 @@ export function steadyRows(shape: SteadyShape, b: Baseline, s: ServiceRun): Row[
   const f = st.freshness
   const lat = st.stats.samples
   const bl = b.stats.samples
+  const quiet = s.quiet.stats.samples
   return [
     row(
       `steady load: events/s accepted (target ${fmt.int(shape.eventsPerSec)}/s, open loop, ${fmt.s(shape.durationMs)})`,
@@ -95,6 +101,16 @@ export function steadyRows(shape: SteadyShape, b: Baseline, s: ServiceRun): Row[
       target: '<= 1 s',
       verdict: verdict(pct(f, 0.99) <= 1000 && st.unseen === 0),
     }),
+    row(
+      `GET /v1/me/stats at ${shape.statsPerSec}/s with no ingest load (${fmt.s(shape.quietMs)}, before the steady load), p50 / p99`,
+      `${fmt.ms(pct(quiet, 0.5))} / ${fmt.ms(pct(quiet, 0.99))}`,
+      {
+        baseline: `${fmt.ms(pct(s.quiet.bare.samples, 0.5))} / ${fmt.ms(pct(s.quiet.bare.samples, 0.99))} (bare server beside, same moments); healthz p99 ${fmt.ms(pct(s.quiet.health.samples, 0.99))}`,
+        ratio: fmt.ratio(pct(quiet, 0.99), pct(s.quiet.bare.samples, 0.99)),
+        target: '<= 5 ms',
+        verdict: verdict(pct(quiet, 0.99) <= 5 && s.quiet.stats.errors === 0),
+      },
+    ),
     row(`GET /v1/me/stats at ${shape.statsPerSec}/s during the load, p50`, fmt.ms(pct(lat, 0.5)), {
       baseline: `${fmt.ms(pct(bl, 0.5))} (bare server, idle)`,
       ratio: fmt.ratio(pct(lat, 0.5), pct(bl, 0.5)),

@@ -40,6 +40,7 @@ const D_S = QUICK ? 3 : 10 // autocannon duration
 const E_MS = QUICK ? 3_000 : 60_000 // batch phase on the service (issue 6: sustained for 60 s)
 const BARE_BATCH_MS = QUICK ? 2_000 : 5_000 // batch phase on the bare server
 const STEADY_MS = QUICK ? 5_000 : 20_000 // steady 5k events/s: freshness and GET /v1/me/stats
+const QUIET_MS = QUICK ? 3_000 : 10_000 // the stats probes with no ingest load, before the steady phase
 const STEADY_EVENTS_PER_SEC = 5_000
 const STATS_PER_SEC = 200
 const BUDGET_MS = QUICK ? 60_000 : 400_000 // the whole run, shutdown included
@@ -188,12 +189,23 @@ async function service(): Promise<ServiceRun> {
     .sign(new TextEncoder().encode(JWT_SECRET))
   const probeAuth = { authorization: `Bearer ${probe}` }
   const probeCode = (await getJson<{ code: string }>(`${base}/v1/me/referral`, probeAuth)).code
-  log(
-    `service: steady ${fmt.int(STEADY_EVENTS_PER_SEC)} events/s for ${fmt.s(STEADY_MS)}: freshness, GET /v1/me/stats`,
-  )
   // a bare server beside the service, probed at the same moments: what the machine under this
   // load does to a request that costs nothing (its idle figure is the baseline's)
   const beside = await startBare()
+  const probeSpec = (durationMs: number): ProbeSpec => ({
+    statsUrl: `${base}/v1/me/stats`,
+    authHeaders: probeAuth,
+    statsPerSec: STATS_PER_SEC,
+    durationMs,
+    healthUrl: `${base}/healthz`,
+    redisPort: pipeline.redisPort,
+    bareUrl: beside.url,
+  })
+  log(`service: GET /v1/me/stats for ${fmt.s(QUIET_MS)} with no ingest load`)
+  const quiet = await (await startProbes(probeSpec(QUIET_MS))).done
+  log(
+    `service: steady ${fmt.int(STEADY_EVENTS_PER_SEC)} events/s for ${fmt.s(STEADY_MS)}: freshness, GET /v1/me/stats`,
+  )
   const steadyMeter = new CpuMeter(cpuPids)
   const steady = await steadyLoad({
     ingestUrl: target.url,
@@ -208,16 +220,7 @@ async function service(): Promise<ServiceRun> {
     durationMs: STEADY_MS,
     probeEveryMs: 50,
     statsPerSec: STATS_PER_SEC,
-    probes: () =>
-      startProbes({
-        statsUrl: `${base}/v1/me/stats`,
-        authHeaders: probeAuth,
-        statsPerSec: STATS_PER_SEC,
-        durationMs: STEADY_MS,
-        healthUrl: `${base}/healthz`,
-        redisPort: pipeline.redisPort,
-        bareUrl: beside.url,
-      }),
+    probes: () => startProbes(probeSpec(STEADY_MS)),
   })
   await stopChild(beside.bare, 'SIGTERM', 5_000)
   const steadyDrain = await waitForDrain({
@@ -273,6 +276,7 @@ async function service(): Promise<ServiceRun> {
     single2xx,
     singleClicks: clicksBefore,
     clicksBefore: clicksBeforeBatch,
+    quiet,
     steady,
     steadyCpu,
     steadyDrain,
@@ -312,7 +316,12 @@ async function main(): Promise<void> {
     ...table([
       ...rows({ connections: CONNECTIONS, durationS: D_S, loops: LOOPS, batch: BATCH }, b, s),
       ...steadyRows(
-        { eventsPerSec: STEADY_EVENTS_PER_SEC, statsPerSec: STATS_PER_SEC, durationMs: STEADY_MS },
+        {
+          eventsPerSec: STEADY_EVENTS_PER_SEC,
+          statsPerSec: STATS_PER_SEC,
+          durationMs: STEADY_MS,
+          quietMs: QUIET_MS,
+        },
         b,
         s,
       ),
