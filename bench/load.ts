@@ -1,12 +1,13 @@
 import { Agent, request } from 'node:http'
 import autocannon from 'autocannon'
 
-/** The load generators of `npm run bench`: autocannon for single requests, fetch loops for batches. */
+/** The load generators of `npm run bench`: autocannon for single requests, node:http loops for batches. */
 
 /**
  * One request over node:http with a keep-alive agent, answered with its status and body. The
- * steady phase's load and probes use it rather than fetch: on this machine fetch (undici) cost
- * the client ~2x the CPU and gave a bare server's GET a p99 of 3-8 ms where this gives 1.5-2.8.
+ * batch loops, the steady phase's load and the probes use it rather than fetch: on this
+ * machine fetch (undici) cost the client ~2x the CPU and gave a bare server's GET a p99 of
+ * 3-8 ms where this gives 1.5-2.8.
  */
 export interface Answer {
   status: number
@@ -20,7 +21,13 @@ export function httpAgent(): Agent {
 export function send(
   agent: Agent,
   url: string,
-  opts: { method?: 'GET' | 'POST'; headers?: Record<string, string>; body?: string } = {},
+  opts: {
+    method?: 'GET' | 'POST'
+    headers?: Record<string, string>
+    body?: string
+    /** no answer by then: the request is destroyed and the promise rejects */
+    timeoutMs?: number
+  } = {},
 ): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const headers =
@@ -34,6 +41,9 @@ export function send(
       res.on('error', reject)
     })
     req.on('error', reject)
+    if (opts.timeoutMs !== undefined) {
+      req.setTimeout(opts.timeoutMs, () => req.destroy(new Error(`no answer in ${opts.timeoutMs} ms`)))
+    }
     req.end(opts.body)
   })
 }
@@ -135,17 +145,13 @@ export async function batchLoops(t: BatchTarget): Promise<BatchRun> {
     tLast202: 0,
   }
   const deadline = run.tFirstSent + t.durationMs
+  const agent = httpAgent()
   const loop = async (n: number) => {
     for (let seq = 0; performance.now() < deadline; seq++) {
       const body = batchBody(t, n, seq)
       try {
-        const res = await fetch(t.url, {
-          method: 'POST',
-          headers: t.headers,
-          body,
-          signal: AbortSignal.timeout(30_000),
-        })
-        const text = await res.text()
+        const res = await send(agent, t.url, { method: 'POST', headers: t.headers, body, timeoutMs: 30_000 })
+        const text = res.body
         run.requests++
         if (res.status === 202) {
           run.accepted += t.batchSize
@@ -166,6 +172,7 @@ export async function batchLoops(t: BatchTarget): Promise<BatchRun> {
     }
   }
   await Promise.all(Array.from({ length: t.loops }, (_, n) => loop(n)))
+  agent.destroy()
   return run
 }
 
