@@ -35,6 +35,12 @@ import { steadyLoad } from './steady.ts'
 const QUICK = process.argv.includes('--quick')
 /** --profile: the service runs with node --cpu-prof; profiles go to bench/results/profiles */
 const PROFILE = process.argv.includes('--profile')
+/** --node-flags="<flags>": more node flags for the service (to measure a V8 setting against none) */
+const NODE_FLAGS = (
+  process.argv.find((a) => a.startsWith('--node-flags='))?.slice('--node-flags='.length) ?? ''
+)
+  .split(' ')
+  .filter((f) => f !== '')
 const D_S = QUICK ? 3 : 10 // autocannon duration
 // quick: 3 s, whose backlog (~300k events at the edge's ~100k/s) the worker drains within the minute
 const E_MS = QUICK ? 3_000 : 60_000 // batch phase on the service (issue 6: sustained for 60 s)
@@ -132,7 +138,7 @@ async function service(): Promise<ServiceRun> {
   const svc = startChild(
     'service',
     process.execPath,
-    [...profileArgs, join(ROOT, 'server', 'dist', 'main.mjs')],
+    [...profileArgs, ...NODE_FLAGS, join(ROOT, 'server', 'dist', 'main.mjs')],
     {
       env,
       cwd: ROOT,
@@ -310,7 +316,7 @@ async function main(): Promise<void> {
     `# Ingest benchmark (${QUICK ? 'quick' : 'full'} mode)`,
     '',
     ...machine(),
-    `- whole run: ${fmt.s(performance.now() - startedAt)}; service: embedded redis-server (REDIS_APPENDFSYNC default) + chDB, one process`,
+    `- whole run: ${fmt.s(performance.now() - startedAt)}; service: embedded redis-server (REDIS_APPENDFSYNC default) + chDB, one process${NODE_FLAGS.length > 0 ? `; node flags: ${NODE_FLAGS.join(' ')}` : ''}`,
     `- batch events carry type, id and code only; single-event body: \`{"type":"click","code":"<CODE>","visitor_id":"v1"}\``,
     '',
     ...table([
