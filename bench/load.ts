@@ -3,21 +3,22 @@ import autocannon from 'autocannon'
 
 /** The load generators of `npm run bench`: autocannon for single requests, node:http loops for batches. */
 
-/**
- * One request over node:http with a keep-alive agent, answered with its status and body. The
- * batch loops, the steady phase's load and the probes use it rather than fetch: on this
- * machine fetch (undici) cost the client ~2x the CPU and gave a bare server's GET a p99 of
- * 3-8 ms where this gives 1.5-2.8.
- */
 export interface Answer {
   status: number
   body: string
 }
 
+/** The keep-alive connections `send` goes over; `destroy()` it when done. */
 export function httpAgent(): Agent {
   return new Agent({ keepAlive: true, maxSockets: 256 })
 }
 
+/**
+ * One request over node:http, answered with its status and body. The batch loops, the
+ * steady phase's load and the probes use it rather than fetch: on this machine fetch
+ * (undici) cost the client ~2x the CPU and gave a bare server's GET a p99 of 3-8 ms where
+ * this gives 1.5-2.8.
+ */
 export function send(
   agent: Agent,
   url: string,
@@ -150,18 +151,22 @@ export async function batchLoops(t: BatchTarget): Promise<BatchRun> {
     for (let seq = 0; performance.now() < deadline; seq++) {
       const body = batchBody(t, n, seq)
       try {
-        const res = await send(agent, t.url, { method: 'POST', headers: t.headers, body, timeoutMs: 30_000 })
-        const text = res.body
+        const { status, body: text } = await send(agent, t.url, {
+          method: 'POST',
+          headers: t.headers,
+          body,
+          timeoutMs: 30_000,
+        })
         run.requests++
-        if (res.status === 202) {
+        if (status === 202) {
           run.accepted += t.batchSize
           if (t.checkAccepted && (JSON.parse(text) as { accepted?: unknown }).accepted !== t.batchSize) {
             run.acceptedMismatch++
           }
           run.tLast202 = performance.now()
         } else {
-          run.refused[res.status] = (run.refused[res.status] ?? 0) + 1
-          if (run.firstErrors.length < 5) run.firstErrors.push(`${res.status}: ${text.slice(0, 200)}`)
+          run.refused[status] = (run.refused[status] ?? 0) + 1
+          if (run.firstErrors.length < 5) run.firstErrors.push(`${status}: ${text.slice(0, 200)}`)
         }
       } catch (e) {
         run.errors++

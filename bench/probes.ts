@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis'
-import { httpAgent, send as request } from './load.ts'
+import { httpAgent, send } from './load.ts'
 import { fixedRate, type Latencies } from './steady.ts'
 
 /**
@@ -40,7 +40,7 @@ async function main(spec: ProbeSpec): Promise<ProbeResult> {
   const getOk =
     (url: string, headers: Record<string, string> = {}) =>
     async () => {
-      const { status } = await request(agent, url, { headers })
+      const { status } = await send(agent, url, { headers })
       return status === 200 || status === 202
     }
   const pinger =
@@ -49,7 +49,7 @@ async function main(spec: ProbeSpec): Promise<ProbeResult> {
       : new Redis({ host: '127.0.0.1', port: spec.redisPort, maxRetriesPerRequest: 1 })
   pinger?.on('error', () => {})
   // the optional probes are null where the spec leaves them out
-  const send = {
+  const senders = {
     stats: getOk(spec.statsUrl, spec.authHeaders),
     health: spec.healthUrl === undefined ? null : getOk(spec.healthUrl),
     redisPing: pinger === null ? null : async () => (await pinger.ping()) === 'PONG',
@@ -60,10 +60,10 @@ async function main(spec: ProbeSpec): Promise<ProbeResult> {
   /** stats at its rate, the others at `sideRate`, all for `durationMs` */
   const round = async (sideRate: number, durationMs: number): Promise<ProbeResult> => {
     const [stats, health, redisPing, bare] = await Promise.all([
-      at(send.stats, spec.statsPerSec, durationMs),
-      at(send.health, sideRate, durationMs),
-      at(send.redisPing, sideRate, durationMs),
-      at(send.bare, sideRate, durationMs),
+      at(senders.stats, spec.statsPerSec, durationMs),
+      at(senders.health, sideRate, durationMs),
+      at(senders.redisPing, sideRate, durationMs),
+      at(senders.bare, sideRate, durationMs),
     ])
     return { stats, health, redisPing, bare }
   }
