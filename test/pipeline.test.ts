@@ -141,5 +141,13 @@ describe('event pipeline, end to end', () => {
     expect(value('ra_clickhouse_insert_seconds_total')).toBeGreaterThan(0)
     expect(value('ra_apply_seconds_total')).toBeGreaterThan(0)
     expect(text).toContain('# TYPE ra_ingest_events_accepted_total counter')
+    // the memory by holder: V8's heap within the resident set, and chDB's engine beside it
+    const rss = value('ra_process_resident_memory_bytes')
+    expect(value('ra_nodejs_heap_used_bytes')).toBeGreaterThan(0)
+    expect(value('ra_nodejs_heap_used_bytes')).toBeLessThanOrEqual(value('ra_nodejs_heap_total_bytes'))
+    expect(value('ra_nodejs_heap_total_bytes')).toBeLessThan(rss)
+    expect(value('ra_nodejs_external_bytes')).toBeGreaterThan(0)
+    expect(value('ra_clickhouse_memory_tracked_bytes')).toBeGreaterThan(0)
+    expect(value('ra_clickhouse_memory_tracked_bytes')).toBeLessThan(rss)
   })
 })

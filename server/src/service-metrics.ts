@@ -6,7 +6,27 @@ import type { WorkerStats } from './workers-thread.ts'
 
 /** The /metrics the service registers, by what they watch (see the README's list). */
 
-/** Active data parts: a part explosion shows here. */
+/**
+ * The process's memory by who holds it: V8's heap, the buffers outside it (rows on their way
+ * to ClickHouse), and the rest of the resident set (chDB's engine in the embedded default).
+ */
+export function addProcessMetrics(metrics: Metrics): void {
+  const memory: Array<[string, string, (m: NodeJS.MemoryUsage) => number]> = [
+    ['ra_process_resident_memory_bytes', 'RSS', (m) => m.rss],
+    ['ra_nodejs_heap_used_bytes', "V8 heap in use (this thread's isolate)", (m) => m.heapUsed],
+    ['ra_nodejs_heap_total_bytes', "V8 heap reserved (this thread's isolate)", (m) => m.heapTotal],
+    [
+      'ra_nodejs_external_bytes',
+      'memory of JS objects held outside the V8 heap (Buffers included)',
+      (m) => m.external,
+    ],
+  ]
+  for (const [name, help, pick] of memory) {
+    metrics.add({ name, help, type: 'gauge', read: () => pick(process.memoryUsage()) })
+  }
+}
+
+/** Active data parts: a part explosion shows here; and chDB's own memory. */
 export function addClickHouseMetrics(metrics: Metrics, ch: ClickHouse): void {
   const parts = async (table: string | null) => {
     const [r] = await queryRows<{ n: string }>(
@@ -28,6 +48,20 @@ export function addClickHouseMetrics(metrics: Metrics, ch: ClickHouse): void {
     type: 'gauge',
     read: () => parts(null),
   })
+  if (ch.mode === 'chdb') {
+    metrics.add({
+      name: 'ra_clickhouse_memory_tracked_bytes',
+      help: "memory chDB's engine accounts for in this process (system.metrics MemoryTracking)",
+      type: 'gauge',
+      read: async () => {
+        const [r] = await queryRows<{ v: string }>(
+          ch,
+          "SELECT value AS v FROM system.metrics WHERE metric = 'MemoryTracking'",
+        )
+        return Number(r?.v ?? 0)
+      },
+    })
+  }
 }
 
 /** GET /v1/me/stats answered from this process's stats cache, or after a read from Redis. */

@@ -45,6 +45,7 @@ import { type RedisServer, startRedisServer } from './redis-server.ts'
 import {
   addClickHouseMetrics,
   addIngestMetrics,
+  addProcessMetrics,
   addStatsCacheMetrics,
   addWorkerMetrics,
 } from './service-metrics.ts'
@@ -140,12 +141,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
     let ingestWorker: IngestWorker | null = null
     const stripe = makeStripe(config)
     const metrics = new Metrics()
-    metrics.add({
-      name: 'ra_process_resident_memory_bytes',
-      help: 'RSS',
-      type: 'gauge',
-      read: () => process.memoryUsage().rss,
-    })
+    addProcessMetrics(metrics)
     if (ch !== null) addClickHouseMetrics(metrics, ch)
     let workersThread: WorkersThread | null = null
     const workerMetrics = (stats: WorkerStats) => addWorkerMetrics(metrics, stats)
