@@ -1,5 +1,5 @@
 import type { BatchRun, CannonFigures } from './load.ts'
-import type { DrainResult } from './pipeline.ts'
+import type { DrainResult, MemorySplit } from './pipeline.ts'
 import type { ProbeResult } from './probes.ts'
 import type { CpuSplit, ExitInfo } from './proc.ts'
 import { fmt, type Row, row, verdict } from './report.ts'
@@ -59,6 +59,8 @@ export interface ServiceRun {
   rssAfterKb: number
   hwmKb: number
   rssPeakKb: number
+  /** the service's memory by holder at its highest /metrics sample of the batch phase */
+  memoryAtPeak: MemorySplit | undefined
   redisRssPeakKb: number
   stop: ExitInfo & { ms: number; killed: boolean }
   redisGone: boolean
@@ -153,6 +155,17 @@ export function steadyRows(shape: SteadyShape, b: Baseline, s: ServiceRun): Row[
       verdict: verdict(s.steadyDrain.done),
     }),
   ]
+}
+
+/** What the service's RSS was made of at its highest /metrics sample. */
+function memoryRow(m: MemorySplit | undefined): Row {
+  const label =
+    'service memory at its highest /metrics sample (2 s): V8 heap / Buffers / chDB engine / the rest'
+  if (m === undefined) return row(label, 'n/a')
+  const rest = m.rss - m.heapTotal - m.external - m.chdb
+  return row(label, [m.heapTotal, m.external, m.chdb, rest].map(fmt.mb).join(' / '), {
+    baseline: `of ${fmt.mb(m.rss)} RSS; the rest is mostly code (chDB's library ~170 MiB)`,
+  })
 }
 
 export function rows(shape: Shape, b: Baseline, s: ServiceRun): Row[] {
@@ -261,6 +274,7 @@ export function rows(shape: Shape, b: Baseline, s: ServiceRun): Row[] {
       target: '<= 700 MiB',
       verdict: verdict(Math.max(s.rssPeakKb, s.hwmKb) <= 700 * 1024),
     }),
+    memoryRow(s.memoryAtPeak),
     row('redis-server RSS peak (500 ms samples)', kb(s.redisRssPeakKb)),
     row('redis used_memory after the run', fmt.mb(s.redisUsedAfter)),
     row(

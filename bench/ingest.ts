@@ -7,7 +7,14 @@ import { makeKeys } from '@referral/core'
 import { SignJWT } from 'jose'
 import { type Baseline, rows, type ServiceRun, steadyRows } from './figures.ts'
 import { batchLoops, cannon, getJson, waitFor200 } from './load.ts'
-import { openPipeline, QueueSampler, RssSampler, readMetrics, waitForDrain } from './pipeline.ts'
+import {
+  MemorySampler,
+  openPipeline,
+  QueueSampler,
+  RssSampler,
+  readMetrics,
+  waitForDrain,
+} from './pipeline.ts'
 import type { ProbeResult, ProbeSpec } from './probes.ts'
 import {
   CpuMeter,
@@ -242,6 +249,8 @@ async function service(): Promise<ServiceRun> {
   log('service: batches')
   const queueSampler = new QueueSampler(pipeline)
   queueSampler.start()
+  const memorySampler = new MemorySampler(`${base}/metrics`)
+  memorySampler.start()
   const batchMeter = new CpuMeter(cpuPids)
   const batch = await batchLoops({
     url: target.url,
@@ -260,6 +269,7 @@ async function service(): Promise<ServiceRun> {
   const batchCpu = batchMeter.per(batch.accepted)
   sampler.stop()
   queueSampler.stop()
+  memorySampler.stop()
 
   const failed = (await pipeline.counts()).failed
   const metrics = await readMetrics(`${base}/metrics`)
@@ -300,6 +310,7 @@ async function service(): Promise<ServiceRun> {
     rssAfterKb: mem?.rss ?? Number.NaN,
     hwmKb: mem?.hwm ?? Number.NaN,
     rssPeakKb: sampler.max(svc.pid),
+    memoryAtPeak: memorySampler.peak,
     redisRssPeakKb: sampler.max(pipeline.redisPid),
     stop,
     redisGone: !isAlive(pipeline.redisPid),

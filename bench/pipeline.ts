@@ -149,6 +149,50 @@ export class RssSampler {
   }
 }
 
+/** The service's memory by holder, as its /metrics gauges give it (bytes). */
+export interface MemorySplit {
+  rss: number
+  heapTotal: number
+  external: number
+  chdb: number
+}
+
+/**
+ * Reads the service's /metrics every `everyMs` and keeps the sample of highest RSS: what the
+ * memory was made of at its peak (the gauges cost the service a chDB query each time).
+ */
+export class MemorySampler {
+  peak: MemorySplit | undefined
+  private timer: NodeJS.Timeout | undefined
+
+  constructor(
+    private readonly url: string,
+    private readonly everyMs = 2_000,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => {
+      readMetrics(this.url).then(
+        (m) => {
+          const split = {
+            rss: m.get('ra_process_resident_memory_bytes') ?? 0,
+            heapTotal: m.get('ra_nodejs_heap_total_bytes') ?? 0,
+            external: m.get('ra_nodejs_external_bytes') ?? 0,
+            chdb: m.get('ra_clickhouse_memory_tracked_bytes') ?? 0,
+          }
+          if (split.rss > (this.peak?.rss ?? 0)) this.peak = split
+        },
+        () => undefined,
+      )
+    }, this.everyMs)
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer)
+    this.timer = undefined
+  }
+}
+
 /** Samples the queue's pending jobs every `everyMs`, keeping the maximum. */
 export class QueueSampler {
   maxPending = 0
