@@ -21,6 +21,8 @@ export interface Baseline {
   batch: BatchRun
   /** GET at the stats rate against the bare server */
   stats: Latencies
+  /** append + fdatasync on DATA_DIR's filesystem with nothing else running, ms sorted */
+  fdatasync: number[]
 }
 
 export interface ServiceRun {
@@ -42,6 +44,8 @@ export interface ServiceRun {
   /** CPU per event of the steady phase, until drained (the probes' process apart) */
   steadyCpu: CpuSplit
   steadyDrain: DrainResult
+  /** redis-server's AOF fsync stalls during the steady load: each second's worst over 10 ms */
+  steadyFsyncStalls: number[]
   batch: BatchRun
   /** CPU per event of the batch phase, until drained */
   batchCpu: CpuSplit
@@ -138,6 +142,7 @@ export function steadyRows(shape: SteadyShape, b: Baseline, s: ServiceRun): Row[
         baseline: `p50 ${fmt.ms(pct(st.redisPing.samples, 0.5))}, ${st.redisPing.errors} errors`,
       },
     ),
+    fsyncRow(s.steadyFsyncStalls, b.fdatasync),
     row(
       `  GET on a bare node:http server beside the service at ${shape.statsPerSec / 2}/s, p99 (the machine under this load)`,
       fmt.ms(pct(st.bare.samples, 0.99)),
@@ -155,6 +160,18 @@ export function steadyRows(shape: SteadyShape, b: Baseline, s: ServiceRun): Row[
       verdict: verdict(s.steadyDrain.done),
     }),
   ]
+}
+
+/** redis-server's fsync stalls under the steady load, against the disk alone. */
+function fsyncRow(stalls: readonly number[], disk: readonly number[]): Row {
+  const over100 = stalls.filter((ms) => ms >= 100).length
+  return row(
+    '  redis-server AOF fsync (appendfsync always): its worst stall / seconds with one >= 100 ms (LATENCY monitor)',
+    stalls.length === 0 ? 'none over 10 ms' : `${fmt.ms(stalls.at(-1) ?? 0)} / ${over100}`,
+    {
+      baseline: `the disk alone, beforehand (append + fdatasync at 200/s): p99 ${fmt.ms(pct(disk, 0.99))}, max ${fmt.ms(disk.at(-1) ?? Number.NaN)}`,
+    },
+  )
 }
 
 /** What the service's RSS was made of at its highest /metrics sample. */

@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { makeKeys } from '@referral/core'
 import { SignJWT } from 'jose'
+import { fdatasyncProbe } from './disk.ts'
 import { type Baseline, rows, type ServiceRun, steadyRows } from './figures.ts'
 import { batchLoops, cannon, getJson, waitFor200 } from './load.ts'
 import {
@@ -120,7 +121,9 @@ async function baseline(): Promise<Baseline> {
   })
   const { stats } = await probes.done
   await stopChild(bare, 'SIGTERM', 5_000)
-  return { single, singleCpu, batch, stats }
+  log("baseline: fdatasync on the data directory's disk")
+  const fdatasync = await fdatasyncProbe(tmpdir(), 200, QUICK ? 2_000 : 5_000)
+  return { single, singleCpu, batch, stats, fdatasync }
 }
 
 async function service(): Promise<ServiceRun> {
@@ -220,6 +223,7 @@ async function service(): Promise<ServiceRun> {
     `service: steady ${fmt.int(STEADY_EVENTS_PER_SEC)} events/s for ${fmt.s(STEADY_MS)}: freshness, GET /v1/me/stats`,
   )
   const steadyMeter = new CpuMeter(cpuPids)
+  const fsyncStalls = await pipeline.watchFsync()
   const steady = await steadyLoad({
     ingestUrl: target.url,
     ingestHeaders,
@@ -235,6 +239,7 @@ async function service(): Promise<ServiceRun> {
     statsPerSec: STATS_PER_SEC,
     probes: () => startProbes(probeSpec(STEADY_MS)),
   })
+  const steadyFsyncStalls = await fsyncStalls()
   await stopChild(beside.bare, 'SIGTERM', 5_000)
   const steadyDrain = await waitForDrain({
     ...watch,
@@ -296,6 +301,7 @@ async function service(): Promise<ServiceRun> {
     steady,
     steadyCpu,
     steadyDrain,
+    steadyFsyncStalls,
     batch,
     batchCpu,
     expected,

@@ -24,6 +24,11 @@ export interface Pipeline {
   dbsize(): Promise<number>
   /** MEMORY USAGE of a set over its members, bytes a member (NaN if it does not exist) */
   bytesPerMember(key: string): Promise<number>
+  /**
+   * redis-server's latency monitor on its AOF fsyncs (`appendfsync always`), from now on:
+   * resolves to a reader of the stalls since, the worst of each second over 10 ms (ms)
+   */
+  watchFsync(): Promise<() => Promise<number[]>>
   close(): Promise<void>
 }
 
@@ -63,6 +68,16 @@ export async function openPipeline(dataDir: string): Promise<Pipeline> {
       const n = await connection.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')
       const members = await connection.scard(key)
       return typeof n === 'number' && members > 0 ? n / members : Number.NaN
+    },
+    watchFsync: async () => {
+      await connection.config('SET', 'latency-monitor-threshold', '10')
+      await connection.call('LATENCY', 'RESET')
+      return async () => {
+        const history = (await connection.call('LATENCY', 'HISTORY', 'aof-fsync-always')) as Array<
+          [number, number]
+        >
+        return history.map(([, ms]) => ms).sort((a, b) => a - b)
+      }
     },
     close: async () => {
       await queue.close()
