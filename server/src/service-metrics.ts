@@ -1,3 +1,4 @@
+import { constants, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
 import type { GroupCommitter, Metrics, StatsCache } from '@referral/api'
 import { type ClickHouse, queryRows } from '@referral/clickhouse'
 import type { OutboxStatus } from '@referral/workers'
@@ -23,6 +24,80 @@ export function addProcessMetrics(metrics: Metrics): void {
   ]
   for (const [name, help, pick] of memory) {
     metrics.add({ name, help, type: 'gauge', read: () => pick(process.memoryUsage()) })
+  }
+}
+
+/** The rolling window of the event loop and GC gauges (ms). */
+const RUNTIME_WINDOW_MS = 10_000
+
+/**
+ * What holds up this thread's event loop: how late a 10 ms timer ran (p99 and worst) and the
+ * longest GC pause, each over the last complete 10 s window, and GC pauses counted and timed
+ * since the start (scavenges apart from mark-compacts). A request waits behind both. Returns
+ * the stop: the monitor and the GC observer end with the service.
+ */
+export function addRuntimeMetrics(metrics: Metrics, windowMs = RUNTIME_WINDOW_MS): () => void {
+  const delay = monitorEventLoopDelay({ resolution: 10 })
+  delay.enable()
+  const gc = { scavenges: 0, scavengeMs: 0, majors: 0, majorMs: 0, windowMaxMs: 0 }
+  const last = { delayP99Ms: 0, delayMaxMs: 0, gcMaxMs: 0 }
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      // a gc entry's kind is in its detail, which the entry's type does not declare
+      const kind = (e.toJSON() as { detail?: { kind?: number } | null }).detail?.kind
+      if (kind === constants.NODE_PERFORMANCE_GC_MINOR) {
+        gc.scavenges++
+        gc.scavengeMs += e.duration
+      } else {
+        gc.majors++
+        gc.majorMs += e.duration
+      }
+      gc.windowMaxMs = Math.max(gc.windowMaxMs, e.duration)
+    }
+  })
+  observer.observe({ entryTypes: ['gc'] })
+  const roll = setInterval(() => {
+    // the histogram is in nanoseconds; it has no samples when the loop never turned
+    last.delayP99Ms = delay.count === 0 ? 0 : delay.percentile(99) / 1e6
+    last.delayMaxMs = delay.count === 0 ? 0 : delay.max / 1e6
+    last.gcMaxMs = gc.windowMaxMs
+    delay.reset()
+    gc.windowMaxMs = 0
+  }, windowMs)
+  roll.unref()
+  const gauges: Array<[string, string, () => number]> = [
+    [
+      'ra_nodejs_eventloop_delay_p99_seconds',
+      'how late a 10 ms timer ran, p99 over the last complete 10 s',
+      () => last.delayP99Ms / 1000,
+    ],
+    [
+      'ra_nodejs_eventloop_delay_max_seconds',
+      'how late a 10 ms timer ran, worst over the last complete 10 s',
+      () => last.delayMaxMs / 1000,
+    ],
+    [
+      'ra_nodejs_gc_pause_max_seconds',
+      'the longest GC pause over the last complete 10 s',
+      () => last.gcMaxMs / 1000,
+    ],
+  ]
+  for (const [name, help, read] of gauges) metrics.add({ name, help, type: 'gauge', read })
+  const counters: Array<[string, string, () => number]> = [
+    ['ra_nodejs_gc_scavenges_total', 'young-generation GC pauses (scavenges)', () => gc.scavenges],
+    ['ra_nodejs_gc_scavenge_seconds_total', 'time in scavenges', () => gc.scavengeMs / 1000],
+    [
+      'ra_nodejs_gc_major_total',
+      'other GC pauses (mark-compact, incremental marking steps, weak callbacks)',
+      () => gc.majors,
+    ],
+    ['ra_nodejs_gc_major_seconds_total', 'time in those pauses', () => gc.majorMs / 1000],
+  ]
+  for (const [name, help, read] of counters) metrics.add({ name, help, type: 'counter', read })
+  return () => {
+    clearInterval(roll)
+    delay.disable()
+    observer.disconnect()
   }
 }
 

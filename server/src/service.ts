@@ -46,6 +46,7 @@ import {
   addClickHouseMetrics,
   addIngestMetrics,
   addProcessMetrics,
+  addRuntimeMetrics,
   addStatsCacheMetrics,
   addWorkerMetrics,
 } from './service-metrics.ts'
@@ -142,6 +143,8 @@ export async function startService(opts: StartOptions): Promise<Service> {
     const stripe = makeStripe(config)
     const metrics = new Metrics()
     addProcessMetrics(metrics)
+    const stopRuntimeMetrics = addRuntimeMetrics(metrics)
+    cleanups.push(async () => stopRuntimeMetrics())
     if (ch !== null) addClickHouseMetrics(metrics, ch)
     let workersThread: WorkersThread | null = null
     const workerMetrics = (stats: WorkerStats) => addWorkerMetrics(metrics, stats)
