@@ -1,5 +1,5 @@
 import type { BatchRun, CannonFigures } from './load.ts'
-import type { DrainResult, MemorySplit } from './pipeline.ts'
+import type { DrainResult, MemorySplit, RuntimeSplit } from './pipeline.ts'
 import type { ProbeResult } from './probes.ts'
 import type { CpuSplit, ExitInfo } from './proc.ts'
 import { fmt, type Row, row, verdict } from './report.ts'
@@ -46,6 +46,8 @@ export interface ServiceRun {
   steadyDrain: DrainResult
   /** redis-server's AOF fsync stalls during the steady load: each second's worst over 10 ms */
   steadyFsyncStalls: number[]
+  /** the service's event loop and GC over the steady load, from its /metrics */
+  steadyRuntime: RuntimeSplit
   batch: BatchRun
   /** CPU per event of the batch phase, until drained */
   batchCpu: CpuSplit
@@ -142,6 +144,7 @@ export function steadyRows(shape: SteadyShape, b: Baseline, s: ServiceRun): Row[
         baseline: `p50 ${fmt.ms(pct(st.redisPing.samples, 0.5))}, ${st.redisPing.errors} errors`,
       },
     ),
+    runtimeRow(s.steadyRuntime, shape.durationMs),
     fsyncRow(s.steadyFsyncStalls, b.fdatasync),
     row(
       `  GET on a bare node:http server beside the service at ${shape.statsPerSec / 2}/s, p99 (the machine under this load)`,
@@ -160,6 +163,18 @@ export function steadyRows(shape: SteadyShape, b: Baseline, s: ServiceRun): Row[
       verdict: verdict(s.steadyDrain.done),
     }),
   ]
+}
+
+/** The service's own view of its event loop under the steady load. */
+function runtimeRow(r: RuntimeSplit, durationMs: number): Row {
+  const perSec = (n: number) => (n / (durationMs / 1000)).toFixed(1)
+  return row(
+    "  the service's event loop (its /metrics): a 10 ms timer's delay p99 / worst, the longest GC pause (last 10 s of the load)",
+    `${fmt.ms(r.delayP99)} / ${fmt.ms(r.delayMax)}, GC ${fmt.ms(r.gcMax)}`,
+    {
+      baseline: `over the load: ${perSec(r.scavenges)} scavenges/s, ${fmt.ms(r.scavengeMs / Math.max(1, r.scavenges))} each; ${fmt.ms(r.majorMs)} in ${r.majors} other pauses`,
+    },
+  )
 }
 
 /** redis-server's fsync stalls under the steady load, against the disk alone. */

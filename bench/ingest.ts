@@ -14,6 +14,7 @@ import {
   QueueSampler,
   RssSampler,
   readMetrics,
+  runtimeSplit,
   waitForDrain,
 } from './pipeline.ts'
 import type { ProbeResult, ProbeSpec } from './probes.ts'
@@ -224,6 +225,7 @@ async function service(): Promise<ServiceRun> {
   )
   const steadyMeter = new CpuMeter(cpuPids)
   const fsyncStalls = await pipeline.watchFsync()
+  const metricsBefore = await readMetrics(`${base}/metrics`)
   const steady = await steadyLoad({
     ingestUrl: target.url,
     ingestHeaders,
@@ -239,6 +241,7 @@ async function service(): Promise<ServiceRun> {
     statsPerSec: STATS_PER_SEC,
     probes: () => startProbes(probeSpec(STEADY_MS)),
   })
+  const steadyRuntime = runtimeSplit(metricsBefore, await readMetrics(`${base}/metrics`))
   const steadyFsyncStalls = await fsyncStalls()
   await stopChild(beside.bare, 'SIGTERM', 5_000)
   const steadyDrain = await waitForDrain({
@@ -302,6 +305,7 @@ async function service(): Promise<ServiceRun> {
     steadyCpu,
     steadyDrain,
     steadyFsyncStalls,
+    steadyRuntime,
     batch,
     batchCpu,
     expected,

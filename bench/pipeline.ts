@@ -164,6 +164,35 @@ export class RssSampler {
   }
 }
 
+/** The service's event loop and GC over a phase, from its /metrics (ms). */
+export interface RuntimeSplit {
+  /** how late a 10 ms timer ran in the last complete 10 s window: p99, worst */
+  delayP99: number
+  delayMax: number
+  /** the longest GC pause of that window */
+  gcMax: number
+  /** GC pauses between the two reads */
+  scavenges: number
+  scavengeMs: number
+  majors: number
+  majorMs: number
+}
+
+/** The phase between two reads of /metrics: `before` at its start, `after` at its end. */
+export function runtimeSplit(before: Map<string, number>, after: Map<string, number>): RuntimeSplit {
+  const at = (m: Map<string, number>, name: string) => m.get(name) ?? Number.NaN
+  const diff = (name: string) => at(after, name) - at(before, name)
+  return {
+    delayP99: at(after, 'ra_nodejs_eventloop_delay_p99_seconds') * 1000,
+    delayMax: at(after, 'ra_nodejs_eventloop_delay_max_seconds') * 1000,
+    gcMax: at(after, 'ra_nodejs_gc_pause_max_seconds') * 1000,
+    scavenges: diff('ra_nodejs_gc_scavenges_total'),
+    scavengeMs: diff('ra_nodejs_gc_scavenge_seconds_total') * 1000,
+    majors: diff('ra_nodejs_gc_major_total'),
+    majorMs: diff('ra_nodejs_gc_major_seconds_total') * 1000,
+  }
+}
+
 /** The service's memory by holder, as its /metrics gauges give it (bytes). */
 export interface MemorySplit {
   rss: number
@@ -241,7 +270,7 @@ export async function readMetrics(url: string): Promise<Map<string, number>> {
   const text = await res.text()
   const out = new Map<string, number>()
   for (const line of text.split('\n')) {
-    const m = line.match(/^([a-z_]+) (\S+)$/)
+    const m = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*) (\S+)$/)
     if (m?.[1] !== undefined && m[2] !== undefined) out.set(m[1], Number(m[2]))
   }
   return out
