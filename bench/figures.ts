@@ -169,7 +169,7 @@ export function steadyRows(shape: SteadyShape, b: Baseline, s: ServiceRun): Row[
 function runtimeRow(r: RuntimeSplit, durationMs: number): Row {
   const perSec = (n: number) => (n / (durationMs / 1000)).toFixed(1)
   return row(
-    "  the service's event loop (its /metrics): a 10 ms timer's delay p99 / worst, the longest GC pause (last 10 s of the load)",
+    "  the service's event loop (its /metrics): how late a 10 ms timer ran, p99 / worst, and the longest GC pause (last 10 s of the load)",
     `${fmt.ms(r.delayP99)} / ${fmt.ms(r.delayMax)}, GC ${fmt.ms(r.gcMax)}`,
     {
       baseline: `over the load: ${perSec(r.scavenges)} scavenges/s, ${fmt.ms(r.scavengeMs / Math.max(1, r.scavenges))} each; ${fmt.ms(r.majorMs)} in ${r.majors} other pauses`,

@@ -29,6 +29,8 @@ export function addProcessMetrics(metrics: Metrics): void {
 
 /** The rolling window of the event loop and GC gauges (ms). */
 const RUNTIME_WINDOW_MS = 10_000
+/** The event loop monitor's timer (ms): its lateness beyond this is the loop's delay. */
+const DELAY_RESOLUTION_MS = 10
 
 /**
  * What holds up this thread's event loop: how late a 10 ms timer ran (p99 and worst) and the
@@ -37,7 +39,7 @@ const RUNTIME_WINDOW_MS = 10_000
  * the stop: the monitor and the GC observer end with the service.
  */
 export function addRuntimeMetrics(metrics: Metrics, windowMs = RUNTIME_WINDOW_MS): () => void {
-  const delay = monitorEventLoopDelay({ resolution: 10 })
+  const delay = monitorEventLoopDelay({ resolution: DELAY_RESOLUTION_MS })
   delay.enable()
   const gc = { scavenges: 0, scavengeMs: 0, majors: 0, majorMs: 0, windowMaxMs: 0 }
   const last = { delayP99Ms: 0, delayMaxMs: 0, gcMaxMs: 0 }
@@ -57,9 +59,11 @@ export function addRuntimeMetrics(metrics: Metrics, windowMs = RUNTIME_WINDOW_MS
   })
   observer.observe({ entryTypes: ['gc'] })
   const roll = setInterval(() => {
-    // the histogram is in nanoseconds; it has no samples when the loop never turned
-    last.delayP99Ms = delay.count === 0 ? 0 : delay.percentile(99) / 1e6
-    last.delayMaxMs = delay.count === 0 ? 0 : delay.max / 1e6
+    // the histogram holds each interval between the timer's runs (ns), its 10 ms included;
+    // it has no samples when the loop never turned
+    const late = (ns: number) => (delay.count === 0 ? 0 : Math.max(0, ns / 1e6 - DELAY_RESOLUTION_MS))
+    last.delayP99Ms = late(delay.percentile(99))
+    last.delayMaxMs = late(delay.max)
     last.gcMaxMs = gc.windowMaxMs
     delay.reset()
     gc.windowMaxMs = 0
@@ -68,12 +72,12 @@ export function addRuntimeMetrics(metrics: Metrics, windowMs = RUNTIME_WINDOW_MS
   const gauges: Array<[string, string, () => number]> = [
     [
       'ra_nodejs_eventloop_delay_p99_seconds',
-      'how late a 10 ms timer ran, p99 over the last complete 10 s',
+      'how late a 10 ms timer ran (beyond its 10 ms), p99 over the last complete 10 s',
       () => last.delayP99Ms / 1000,
     ],
     [
       'ra_nodejs_eventloop_delay_max_seconds',
-      'how late a 10 ms timer ran, worst over the last complete 10 s',
+      'how late a 10 ms timer ran (beyond its 10 ms), worst over the last complete 10 s',
       () => last.delayMaxMs / 1000,
     ],
     [
