@@ -16,6 +16,7 @@ import { type Job, Queue, Worker } from 'bullmq'
 import { applyJobs, type StoredGroup } from './apply.ts'
 import { scheduleExpiries, startCreditExpiryWorker } from './credit-expiry.ts'
 import { outboxStatus, startStoreLoop } from './outbox.ts'
+import { Sleeps } from './sleeps.ts'
 import { makeWebhooks } from './webhooks.ts'
 
 export interface IngestWorkerDeps {
@@ -131,16 +132,8 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
   await worker.startStalledCheckTimer()
   const stats = emptyIngestStats()
   let closing = false
-  let wake: () => void = () => {}
-  const closed = new Promise<void>((r) => {
-    wake = r
-  })
-  /** a pause that ends early when the worker closes */
-  const sleepUnlessClosed = async (ms: number) => {
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([new Promise((r) => (timer = setTimeout(r, ms))), closed])
-    clearTimeout(timer)
-  }
+  /** the linger's pauses, which end early when the worker closes */
+  const sleeps = new Sleeps()
   // a group that keeps failing is taken smaller next time (down to one job), so that one bad
   // job or an oversize group cannot hold the whole backlog; it grows back after successes
   let groupLimit = maxGroupEvents
@@ -204,7 +197,7 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
       const wait = Math.min(config.workerLingerMs, first.timestamp + config.workerLingerMs - Date.now())
       if (lingered || wait <= 0 || closing) break
       lingered = true
-      await sleepUnlessClosed(wait)
+      await sleeps.sleep(wait)
       want = 1
     }
     return jobs
@@ -291,7 +284,7 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
     stats,
     close: async (deadline?: number) => {
       closing = true
-      wake()
+      sleeps.close()
       await worker.close()
       await loop
       // what was applied goes to ClickHouse before the process stops (what cannot, waits in Redis)
