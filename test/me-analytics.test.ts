@@ -230,6 +230,7 @@ describe('referrer analytics', () => {
       expect(next.total_clicks).toBe(first.total_clicks + 1)
       expect(Date.now() - sent).toBeLessThan(1000)
       expect(svc.service.hub?.clients).toBe(1)
+      expect(svc.service.hub?.held).toBe(1)
       // and again once the click is in ClickHouse, where the series reads it
       const stored = await nextStats()
       expect(stored.total_clicks).toBe(next.total_clicks)
@@ -238,7 +239,8 @@ describe('referrer analytics', () => {
     } finally {
       controller.abort()
     }
-    // a client that went away is forgotten
+    // a client that went away is forgotten, also by what ends the streams at shutdown
     await eventually(async () => expect(svc.service.hub?.clients).toBe(0))
+    await eventually(async () => expect(svc.service.hub?.held).toBe(0))
   })
 })

@@ -102,16 +102,24 @@ export class StatsHub {
    */
   async hold(stream: SSEStreamingApi, start: () => Promise<void>, stop: () => void): Promise<void> {
     const heartbeat = setInterval(() => void stream.writeSSE({ event: 'ping', data: '' }), HEARTBEAT_MS)
+    // a stream that ended is no longer one to end at shutdown: its closer goes with it
+    let forget: () => void = () => {}
     try {
       await start()
       await new Promise<void>((resolve) => {
         stream.onAbort(resolve)
-        this.onClose(resolve)
+        forget = this.onClose(resolve)
       })
     } finally {
+      forget()
       clearInterval(heartbeat)
       stop()
     }
+  }
+
+  /** streams held open, each to be ended at shutdown */
+  get held(): number {
+    return this.closers.size
   }
 
   /** Runs `f` when the hub closes (shutdown), at once if it is closed already. */
