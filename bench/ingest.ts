@@ -9,9 +9,9 @@ import { fdatasyncProbe } from './disk.ts'
 import { type Baseline, rows, type ServiceRun, steadyRows } from './figures.ts'
 import { batchLoops, cannon, getJson, waitFor200 } from './load.ts'
 import {
-  MemorySampler,
+  memorySampler,
   openPipeline,
-  QueueSampler,
+  queueSampler,
   RssSampler,
   readMetrics,
   runtimeSplit,
@@ -255,10 +255,10 @@ async function service(): Promise<ServiceRun> {
   const redisUsedBefore = await pipeline.usedMemory()
 
   log('service: batches')
-  const queueSampler = new QueueSampler(pipeline)
-  queueSampler.start()
-  const memorySampler = new MemorySampler(`${base}/metrics`)
-  memorySampler.start()
+  const pending = queueSampler(pipeline)
+  pending.start()
+  const memory = memorySampler(`${base}/metrics`)
+  memory.start()
   const batchMeter = new CpuMeter(cpuPids)
   const batch = await batchLoops({
     url: target.url,
@@ -276,8 +276,8 @@ async function service(): Promise<ServiceRun> {
   const drain = await waitForDrain({ ...watch, expected, limitMs, stallMs: 30_000 })
   const batchCpu = batchMeter.per(batch.accepted)
   sampler.stop()
-  queueSampler.stop()
-  memorySampler.stop()
+  pending.stop()
+  memory.stop()
 
   const failed = (await pipeline.counts()).failed
   const metrics = await readMetrics(`${base}/metrics`)
@@ -311,7 +311,7 @@ async function service(): Promise<ServiceRun> {
     expected,
     drain,
     failed,
-    maxPending: queueSampler.maxPending,
+    maxPending: pending.peak ?? 0,
     metrics,
     redisUsedBefore,
     redisUsedAfter,
@@ -320,7 +320,7 @@ async function service(): Promise<ServiceRun> {
     rssAfterKb: mem?.rss ?? Number.NaN,
     hwmKb: mem?.hwm ?? Number.NaN,
     rssPeakKb: sampler.max(svc.pid),
-    memoryAtPeak: memorySampler.peak,
+    memoryAtPeak: memory.peak,
     redisRssPeakKb: sampler.max(pipeline.redisPid),
     stop,
     redisGone: !isAlive(pipeline.redisPid),

@@ -202,29 +202,24 @@ export interface MemorySplit {
 }
 
 /**
- * Reads the service's /metrics every `everyMs` and keeps the sample of highest RSS: what the
- * memory was made of at its peak (the gauges cost the service a chDB query each time).
+ * Calls `read` every `everyMs` while started and keeps the reading that `rank` puts highest,
+ * above 0 (a failed read is skipped): the most of something over a phase.
  */
-export class MemorySampler {
-  peak: MemorySplit | undefined
+export class PeakSampler<T> {
+  peak: T | undefined
   private timer: NodeJS.Timeout | undefined
 
   constructor(
-    private readonly url: string,
-    private readonly everyMs = 2_000,
+    private readonly read: () => Promise<T>,
+    private readonly rank: (reading: T) => number,
+    private readonly everyMs: number,
   ) {}
 
   start(): void {
     this.timer = setInterval(() => {
-      readMetrics(this.url).then(
-        (m) => {
-          const split = {
-            rss: m.get('ra_process_resident_memory_bytes') ?? 0,
-            heapTotal: m.get('ra_nodejs_heap_total_bytes') ?? 0,
-            external: m.get('ra_nodejs_external_bytes') ?? 0,
-            chdb: m.get('ra_clickhouse_memory_tracked_bytes') ?? 0,
-          }
-          if (split.rss > (this.peak?.rss ?? 0)) this.peak = split
+      this.read().then(
+        (reading) => {
+          if (this.rank(reading) > (this.peak === undefined ? 0 : this.rank(this.peak))) this.peak = reading
         },
         () => undefined,
       )
@@ -237,31 +232,30 @@ export class MemorySampler {
   }
 }
 
-/** Samples the queue's pending jobs every `everyMs`, keeping the maximum. */
-export class QueueSampler {
-  maxPending = 0
-  private timer: NodeJS.Timeout | undefined
+/** The queue's pending jobs every 500 ms: the most at once. */
+export function queueSampler(pipeline: Pipeline): PeakSampler<number> {
+  return new PeakSampler(
+    async () => (await pipeline.counts()).pending,
+    (n) => n,
+    500,
+  )
+}
 
-  constructor(
-    private readonly pipeline: Pipeline,
-    private readonly everyMs = 500,
-  ) {}
-
-  start(): void {
-    this.timer = setInterval(() => {
-      this.pipeline.counts().then(
-        (c) => {
-          this.maxPending = Math.max(this.maxPending, c.pending)
-        },
-        () => undefined,
-      )
-    }, this.everyMs)
+/**
+ * The service's /metrics every 2 s: what the memory was made of at its highest RSS (the
+ * gauges cost the service a chDB query each time).
+ */
+export function memorySampler(metricsUrl: string): PeakSampler<MemorySplit> {
+  const read = async (): Promise<MemorySplit> => {
+    const m = await readMetrics(metricsUrl)
+    return {
+      rss: m.get('ra_process_resident_memory_bytes') ?? 0,
+      heapTotal: m.get('ra_nodejs_heap_total_bytes') ?? 0,
+      external: m.get('ra_nodejs_external_bytes') ?? 0,
+      chdb: m.get('ra_clickhouse_memory_tracked_bytes') ?? 0,
+    }
   }
-
-  stop(): void {
-    if (this.timer !== undefined) clearInterval(this.timer)
-    this.timer = undefined
-  }
+  return new PeakSampler(read, (m) => m.rss, 2_000)
 }
 
 /** The service's GET /metrics as name -> value (unlabelled series only). */
