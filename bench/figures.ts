@@ -1,5 +1,5 @@
 import type { BatchRun, CannonFigures } from './load.ts'
-import type { DrainResult, MemorySplit, RuntimeSplit } from './pipeline.ts'
+import type { AofRewrites, DrainResult, MemorySplit, RuntimeSplit } from './pipeline.ts'
 import type { ProbeResult } from './probes.ts'
 import type { CpuSplit, ExitInfo } from './proc.ts'
 import { fmt, type Row, row, verdict } from './report.ts'
@@ -51,6 +51,8 @@ export interface ServiceRun {
   batch: BatchRun
   /** CPU per event of the batch phase, until drained */
   batchCpu: CpuSplit
+  /** redis-server's AOF rewrites from the batch phase's start until drained (forked children) */
+  batchRewrites: AofRewrites
   expected: number
   drain: DrainResult
   failed: number
@@ -262,6 +264,11 @@ export function rows(shape: Shape, b: Baseline, s: ServiceRun): Row[] {
       baseline: `${fmt.int(applied)} applied in ${fmt.s(s.drain.tDone - s.batch.tFirstSent)}`,
     }),
     row('batched: CPU per event until drained: service / its redis-server / load generator', cpu(s.batchCpu)),
+    row(
+      "batched: redis-server's AOF rewrites until drained, and their forked children's CPU (not in the row above)",
+      `${s.batchRewrites.count} / ${fmt.s(s.batchRewrites.childCpuS * 1000)}`,
+      { baseline: `${us((s.batchRewrites.childCpuS * 1e6) / s.batch.accepted)} per event` },
+    ),
     row('batched: events accepted / requests', `${fmt.int(s.batch.accepted)} / ${fmt.int(s.batch.requests)}`),
     row(
       'batched: refused responses / conn errors / 202s not accepting all',

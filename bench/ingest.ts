@@ -260,6 +260,7 @@ async function service(): Promise<ServiceRun> {
   const memory = memorySampler(`${base}/metrics`)
   memory.start()
   const batchMeter = new CpuMeter(cpuPids)
+  const rewritesBefore = await pipeline.rewrites()
   const batch = await batchLoops({
     url: target.url,
     headers: ingestHeaders,
@@ -275,6 +276,7 @@ async function service(): Promise<ServiceRun> {
   log(`service: ${fmt.int(batch.accepted)} events accepted; draining (at most ${fmt.s(limitMs)})`)
   const drain = await waitForDrain({ ...watch, expected, limitMs, stallMs: 30_000 })
   const batchCpu = batchMeter.per(batch.accepted)
+  const rewritesAfter = await pipeline.rewrites()
   sampler.stop()
   pending.stop()
   memory.stop()
@@ -308,6 +310,10 @@ async function service(): Promise<ServiceRun> {
     steadyRuntime,
     batch,
     batchCpu,
+    batchRewrites: {
+      count: rewritesAfter.count - rewritesBefore.count,
+      childCpuS: rewritesAfter.childCpuS - rewritesBefore.childCpuS,
+    },
     expected,
     drain,
     failed,

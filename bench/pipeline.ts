@@ -29,7 +29,14 @@ export interface Pipeline {
    * resolves to a reader of the stalls since, the worst of each second over 10 ms (ms)
    */
   watchFsync(): Promise<() => Promise<number[]>>
+  /** AOF rewrites so far, and the CPU its forked children used in all (s) */
+  rewrites(): Promise<AofRewrites>
   close(): Promise<void>
+}
+
+export interface AofRewrites {
+  count: number
+  childCpuS: number
 }
 
 export async function openPipeline(dataDir: string): Promise<Pipeline> {
@@ -77,6 +84,15 @@ export async function openPipeline(dataDir: string): Promise<Pipeline> {
           [number, number]
         >
         return history.map(([, ms]) => ms).sort((a, b) => a - b)
+      }
+    },
+    rewrites: async () => {
+      const info = `${await connection.info('persistence')}\n${await connection.info('cpu')}`
+      const num = (field: string) =>
+        Number(info.match(new RegExp(`^${field}:([\\d.]+)`, 'm'))?.[1] ?? Number.NaN)
+      return {
+        count: num('aof_rewrites'),
+        childCpuS: num('used_cpu_sys_children') + num('used_cpu_user_children'),
       }
     },
     close: async () => {

@@ -34,6 +34,7 @@ const envSchema = z.object({
   REDIS_URL: optionalString.pipe(z.url().optional()),
   REDIS_SERVER_BIN: z.string().default('redis-server'),
   REDIS_APPENDFSYNC: z.enum(['always', 'everysec']).default('always'),
+  REDIS_AOF_REWRITE_PERCENTAGE: intFrom(400, 10, 10_000),
   INGEST_API_KEY: optionalString.pipe(z.string().min(16, 'at least 16 characters').optional()),
   AUTH_JWT_SECRET: optionalString.pipe(z.string().min(32, 'at least 32 characters').optional()),
   LANDING_URL: optionalString.pipe(z.url().optional()),
@@ -125,6 +126,11 @@ export interface Config {
     url: string | undefined
     serverBin: string
     appendfsync: 'always' | 'everysec'
+    /**
+     * the embedded redis-server rewrites its AOF once it has grown by this much (%) since the
+     * last rewrite (auto-aof-rewrite-percentage): higher, fewer rewrites, a larger AOF on disk
+     */
+    aofRewritePercentage: number
   }
   /** unset: generated at start and stored under `${dataDir}` (see secrets.ts in server/) */
   ingestApiKey: string | undefined
@@ -230,7 +236,12 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       password: e.CLICKHOUSE_PASSWORD,
       cluster: e.CLICKHOUSE_CLUSTER,
     },
-    redis: { url: e.REDIS_URL, serverBin: e.REDIS_SERVER_BIN, appendfsync: e.REDIS_APPENDFSYNC },
+    redis: {
+      url: e.REDIS_URL,
+      serverBin: e.REDIS_SERVER_BIN,
+      appendfsync: e.REDIS_APPENDFSYNC,
+      aofRewritePercentage: e.REDIS_AOF_REWRITE_PERCENTAGE,
+    },
     ingestApiKey: e.INGEST_API_KEY,
     jwtSecret: e.AUTH_JWT_SECRET,
     landingUrl: e.LANDING_URL ?? `${publicUrl}/landing`,

@@ -8,6 +8,8 @@ export interface RedisServerOptions {
   dir: string
   bin: string
   appendfsync: 'always' | 'everysec'
+  /** auto-aof-rewrite-percentage (redis's default: 100) */
+  aofRewritePercentage?: number
   /** 0: a free port, chosen at start */
   port?: number
   /** more redis-server options, e.g. ['--cluster-enabled', 'yes'] */
@@ -108,6 +110,8 @@ export async function startRedisServer(opts: RedisServerOptions): Promise<RedisS
     'yes',
     '--appendfsync',
     opts.appendfsync,
+    '--auto-aof-rewrite-percentage',
+    String(opts.aofRewritePercentage ?? 100),
     '--save',
     '',
     '--maxmemory-policy',

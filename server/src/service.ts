@@ -107,6 +107,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
         dir: join(config.dataDir, 'redis'),
         bin: config.redis.serverBin,
         appendfsync: config.redis.appendfsync,
+        aofRewritePercentage: config.redis.aofRewritePercentage,
       })
       const rs = redisServer
       cleanups.push(() => rs.stop())
