@@ -79,7 +79,19 @@ describe('operations over HTTP', () => {
     }
     const page = await fetch(`${url}/admin/queues`, { headers: { cookie: `ra_session=${admin}` } })
     expect(page.status).toBe(200)
-    expect(await page.text()).toContain('Referral queues')
+    const html = await page.text()
+    expect(html).toContain('Referral queues')
+    // the page's own script and styles are served, behind the same check
+    const base = new URL(html.match(/<base href="([^"]+)"/)?.[1] ?? '', url)
+    const assets = [...html.matchAll(/(?:src|href)="(static\/[^"]+)"/g)].map((m) => new URL(m[1] ?? '', base))
+    expect(assets.length).toBeGreaterThan(0)
+    for (const asset of assets) {
+      expect(asset.pathname.startsWith('/admin/queues/static/')).toBe(true)
+      expect((await fetch(asset)).status).toBe(401)
+      const res = await fetch(asset, { headers: { cookie: `ra_session=${admin}` } })
+      expect(res.status, asset.pathname).toBe(200)
+      expect((await res.arrayBuffer()).byteLength).toBeGreaterThan(0)
+    }
     const api = await fetch(`${url}/admin/queues/api/queues`, {
       headers: { authorization: `Bearer ${admin}` },
     })
@@ -93,6 +105,13 @@ describe('operations over HTTP', () => {
       'payouts',
       'webhooks',
     ])
+  })
+
+  it("routes the service's requests with Hono's RegExpRouter, the queue board's routes kept apart", async () => {
+    expect((await fetch(`${url}/healthz`)).status).toBe(200)
+    // SmartRouter names the router it settled on at the first request: one refused route
+    // anywhere in the app (Bull Board has such) would have made it the TrieRouter
+    expect(svc.app?.router.name).toBe('SmartRouter + RegExpRouter')
   })
 
   it('logs a failed request with its id', async () => {

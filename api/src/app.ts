@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs'
 import { serveStatic } from '@hono/node-server/serve-static'
-import { Hono } from 'hono'
+import { type Context, Hono } from 'hono'
 import { requestId } from 'hono/request-id'
 import { secureHeaders } from 'hono/secure-headers'
 import type { ApiDeps } from './context.ts'
@@ -74,7 +74,13 @@ export function createApp(deps: ApiDeps): Hono {
   const admin = jwtAuth(verify, { role: 'admin' })
   app.use(QUEUE_BOARD_PATH, admin)
   app.use(`${QUEUE_BOARD_PATH}/*`, admin)
-  app.route(QUEUE_BOARD_PATH, queueBoard(deps.queues))
+  // handed to an app of its own, not merged in: Bull Board's routes name their parameters
+  // differently at the same place, which Hono's RegExpRouter refuses, and a refusal puts every
+  // request of the service through the slower TrieRouter
+  const board = new Hono().route(QUEUE_BOARD_PATH, queueBoard(deps.queues))
+  const toBoard = (c: Context) => board.fetch(c.req.raw, c.env)
+  app.all(QUEUE_BOARD_PATH, toBoard)
+  app.all(`${QUEUE_BOARD_PATH}/*`, toBoard)
 
   if (existsSync(deps.webRoot)) {
     app.get('/landing', serveStatic({ root: deps.webRoot, path: 'landing.html' }))

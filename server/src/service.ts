@@ -2,6 +2,7 @@ import { existsSync, mkdirSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { join } from 'node:path'
 import { getRequestListener } from '@hono/node-server'
+import type { Hono } from 'hono'
 import {
   Backlog,
   createApp,
@@ -71,6 +72,8 @@ export interface Service {
   workersThread: WorkersThread | null
   /** SSE fan-out of this process (null without the API) */
   hub: StatsHub | null
+  /** the HTTP app behind `url` (null without the API) */
+  app: Hono | null
   stop(): Promise<void>
 }
 
@@ -221,6 +224,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
     let committer: GroupCommitter | null = null
     let queue: Queue<JobPayloads['ingest']> | null = null
     let statsHub: StatsHub | null = null
+    let httpApp: Hono | null = null
     if (runsApi) {
       const queueConn = makeRedis(redisUrl, 'queue', 'api')
       queueConn.on('error', (e) => log.warn({ err: e.message }, 'queue redis'))
@@ -307,6 +311,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
         payouts,
         queues: [q, payouts, ...others],
       })
+      httpApp = app
       // POST /v1/events goes straight from node:http to the ingest path; the rest to Hono
       const ingestDirect = directIngest({
         ingestApiKey: config.ingestApiKey,
@@ -369,6 +374,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
       ingestWorker,
       workersThread,
       hub: statsHub,
+      app: httpApp,
       stop: runCleanups,
     }
   } catch (e) {
