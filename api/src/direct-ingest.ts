@@ -43,13 +43,15 @@ export function directIngest(
       headers = errorHeaders(appErr)
       body = JSON.stringify(appErr.toBody())
     }
-    if (deps.lifecycle.draining) headers = { ...headers, Connection: 'close' }
-    res.writeHead(status, {
-      ...headers,
-      'Content-Type': 'application/json',
-      'Content-Length': Buffer.byteLength(body),
-      'X-Request-Id': reqId,
-    })
+    if (deps.lifecycle.draining) headers = Object.assign({}, headers, { Connection: 'close' })
+    res.writeHead(
+      status,
+      Object.assign({}, headers, {
+        'Content-Type': 'application/json',
+        'Content-Length': Buffer.byteLength(body),
+        'X-Request-Id': reqId,
+      }),
+    )
     res.end(body)
     if (logRequests) logRequest(http, reqId, 'POST', '/v1/events', status, started)
   }

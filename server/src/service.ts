@@ -2,7 +2,6 @@ import { existsSync, mkdirSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { join } from 'node:path'
 import { getRequestListener } from '@hono/node-server'
-import type { Hono } from 'hono'
 import {
   Backlog,
   createApp,
@@ -41,6 +40,7 @@ import {
   startWebhookWorker,
 } from '@referral/workers'
 import { Queue } from 'bullmq'
+import type { Hono } from 'hono'
 import type { Redis } from 'ioredis'
 import { type RedisServer, startRedisServer } from './redis-server.ts'
 import {
@@ -259,7 +259,11 @@ export async function startService(opts: StartOptions): Promise<Service> {
       })
       const gc = new GroupCommitter(
         async (events) => {
-          await q.add('events', encodeEvents(events), { ...INGEST_JOB_OPTIONS, jobId: newId() })
+          await q.add(
+            'events',
+            encodeEvents(events),
+            Object.assign({}, INGEST_JOB_OPTIONS, { jobId: newId() }),
+          )
         },
         { maxBatchEvents: 5000, maxInFlight: 4 },
       )

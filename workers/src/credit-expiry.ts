@@ -32,11 +32,10 @@ export async function scheduleExpiries(
     expiries.map((x) => ({
       name: 'expire',
       data: { userId: x.userId, creditId: x.creditId, expiresAt: x.expiresAt },
-      opts: {
-        ...INGEST_JOB_OPTIONS,
+      opts: Object.assign({}, INGEST_JOB_OPTIONS, {
         jobId: expiryJobId(x.userId, x.creditId),
         delay: Math.max(0, x.expiresAt - now),
-      },
+      }),
     })),
   )
 }

@@ -55,7 +55,7 @@ export function moneyRules(ctx: MoneyContext): {
     }
     const reversal =
       p.referrer === '' ? 0 : reversalFor(p.commission, p.amount, p.refunded, applied, p.reversed)
-    const next = { ...p, refunded: p.refunded + applied, reversed: p.reversed + reversal }
+    const next = Object.assign({}, p, { refunded: p.refunded + applied, reversed: p.reversed + reversal })
     out.purchases.set(purchaseId, next)
     if (p.referrer !== '') {
       setUser(p.referrer, { refRefundedCents: (view.user(p.referrer).refRefundedCents ?? 0) + applied })
@@ -213,12 +213,14 @@ export function moneyRules(ctx: MoneyContext): {
     const left = p.commission - p.reversed
     const approve = e.decision === 'approve'
     Object.assign(row, { amount_cents: left, counted: 1, note: approve ? 'approved' : 'rejected' })
-    out.purchases.set(e.purchase_id, {
-      ...p,
-      hold: approve ? 'approved' : 'rejected',
-      // a rejected commission counts as reversed in full: later refunds reverse nothing
-      reversed: approve ? p.reversed : p.commission,
-    })
+    out.purchases.set(
+      e.purchase_id,
+      Object.assign({}, p, {
+        hold: approve ? ('approved' as const) : ('rejected' as const),
+        // a rejected commission counts as reversed in full: later refunds reverse nothing
+        reversed: approve ? p.reversed : p.commission,
+      }),
+    )
     out.holds.set(e.purchase_id, false)
     if (left <= 0) return
     const base = { user_id: p.referrer, event_id: e.purchase_id, source_user_id: p.user, ts: e.ts }

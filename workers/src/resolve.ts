@@ -122,7 +122,7 @@ export function resolveBatch(
     if (expiresAt !== null) out.expiries.push({ userId: entry.user_id, creditId: credit.id, expiresAt })
   }
   const setUser = (id: string, patch: Partial<UserState>) => {
-    out.users.set(id, { ...view.user(id), ...patch })
+    out.users.set(id, Object.assign({}, view.user(id), patch))
   }
 
   const click = (e: ClickEvent, row: EventRow) => {
@@ -241,12 +241,10 @@ export function resolveBatch(
       return
     }
     const flags = referralFlags(e, a.referrer, domain)
-    setUser(e.user_id, {
-      ...seen,
-      referrer: a.referrer,
-      referredAt: e.ts,
-      ...(flags.length > 0 ? { flags } : {}),
-    })
+    setUser(
+      e.user_id,
+      Object.assign({}, seen, { referrer: a.referrer, referredAt: e.ts }, flags.length > 0 ? { flags } : {}),
+    )
     Object.assign(row, { referrer_id: a.referrer, code: a.code, counted: 1 })
     if (flags.length > 0) row.flags = flags
     bump(a.referrer, 'signups', 1)

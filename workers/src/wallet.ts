@@ -101,7 +101,9 @@ export async function spendWallet(
   // cjson writes an empty array as {}
   return {
     ok: true,
-    record: { ...parsed, allocations: Array.isArray(parsed.allocations) ? parsed.allocations : [] },
+    record: Object.assign({}, parsed, {
+      allocations: Array.isArray(parsed.allocations) ? parsed.allocations : [],
+    }),
   }
 }
 
@@ -125,7 +127,7 @@ export function walletOf(h: Record<string, string>, now: number): Wallet {
     .map((v) => JSON.parse(v) as WalletCredit & { expired_cents?: number })
     .map((c) =>
       c.expires_at !== null && c.expires_at <= now
-        ? { ...c, remaining_cents: Math.min(0, c.remaining_cents) }
+        ? Object.assign({}, c, { remaining_cents: Math.min(0, c.remaining_cents) })
         : c,
     )
     .sort((a, b) => a.granted_at - b.granted_at || a.id.localeCompare(b.id))

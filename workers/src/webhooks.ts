@@ -210,7 +210,7 @@ export function makeWebhooks(deps: { config: ResolvedConfig; redis: Redis; keys:
           jobs.push({
             name: event.type,
             data: { endpoint, url: ep.url, event },
-            opts: { ...WEBHOOK_JOB_OPTIONS, jobId: deliveryId(endpoint, event.id) },
+            opts: Object.assign({}, WEBHOOK_JOB_OPTIONS, { jobId: deliveryId(endpoint, event.id) }),
           })
         }
       })

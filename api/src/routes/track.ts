@@ -69,12 +69,13 @@ export function trackRoutes(deps: ApiDeps): Hono {
       if (click?.type !== 'click') throw new Error('a click body did not parse as a click')
       // an unknown code is not an error for a beacon on a public page: nothing is counted
       if ((await codeOwner(redis, keys, click.code)) === null) return c.json({ accepted: 0, ids: [] }, 202)
-      const event: QueuedEvent = {
-        ...click,
-        ...optional('user_agent', c.req.header('user-agent')?.slice(0, 1024)),
-        ...optional('ip', clientIp(c) || undefined),
-        ...optional('country', countryOf(c)),
-      }
+      const event: QueuedEvent = Object.assign(
+        {},
+        click,
+        optional('user_agent', c.req.header('user-agent')?.slice(0, 1024)),
+        optional('ip', clientIp(c) || undefined),
+        optional('country', countryOf(c)),
+      )
       await events.submit([event])
       return c.json({ accepted: 1, ids: [event.id] }, 202)
     },
