@@ -146,6 +146,10 @@ async function service(): Promise<ServiceRun> {
     ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'results', 'profiles')}`]
     : []
   // what `npm start` runs: the bundle (npm run bench builds it first)
+  const spawnedAt = performance.now()
+  /** with --profile: the service's seconds (about its profile's), to pick a phase's samples */
+  const profileAt = () =>
+    PROFILE ? ` (profile +${((performance.now() - spawnedAt) / 1000).toFixed(1)} s)` : ''
   const svc = startChild(
     'service',
     process.execPath,
@@ -218,10 +222,10 @@ async function service(): Promise<ServiceRun> {
     redisPort: pipeline.redisPort,
     bareUrl: beside.url,
   })
-  log(`service: GET /v1/me/stats for ${fmt.s(QUIET_MS)} with no ingest load`)
+  log(`service: GET /v1/me/stats for ${fmt.s(QUIET_MS)} with no ingest load${profileAt()}`)
   const quiet = await (await startProbes(probeSpec(QUIET_MS))).done
   log(
-    `service: steady ${fmt.int(STEADY_EVENTS_PER_SEC)} events/s for ${fmt.s(STEADY_MS)}: freshness, GET /v1/me/stats`,
+    `service: steady ${fmt.int(STEADY_EVENTS_PER_SEC)} events/s for ${fmt.s(STEADY_MS)}: freshness, GET /v1/me/stats${profileAt()}`,
   )
   const steadyMeter = new CpuMeter(cpuPids)
   const fsyncStalls = await pipeline.watchFsync()
@@ -241,6 +245,7 @@ async function service(): Promise<ServiceRun> {
     statsPerSec: STATS_PER_SEC,
     probes: () => startProbes(probeSpec(STEADY_MS)),
   })
+  log(`service: steady load done${profileAt()}`)
   const steadyRuntime = runtimeSplit(metricsBefore, await readMetrics(`${base}/metrics`))
   const steadyFsyncStalls = await fsyncStalls()
   await stopChild(beside.bare, 'SIGTERM', 5_000)
@@ -254,7 +259,7 @@ async function service(): Promise<ServiceRun> {
   const clicksBeforeBatch = steadyDrain.clicks
   const redisUsedBefore = await pipeline.usedMemory()
 
-  log('service: batches')
+  log(`service: batches${profileAt()}`)
   const pending = queueSampler(pipeline)
   pending.start()
   const memory = memorySampler(`${base}/metrics`)
