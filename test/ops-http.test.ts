@@ -1,5 +1,15 @@
-import { makeLogger } from '@referral/core'
+import {
+  encodeEvents,
+  eventInput,
+  INGEST_JOB_OPTIONS,
+  makeKeys,
+  makeLogger,
+  makeRedis,
+  settleEvent,
+  whenReady,
+} from '@referral/core'
 import { startRedisServer, startService } from '@referral/server'
+import { Queue } from 'bullmq'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { tokenFor } from './support/client.ts'
 import { startTestRedis, tempDir, testConfig } from './support/env.ts'
@@ -105,6 +115,42 @@ describe('operations over HTTP', () => {
       'payouts',
       'webhooks',
     ])
+  })
+
+  it("shows an ingest job's events decoded, not as the packed form they are queued in", async () => {
+    const admin = await tokenFor('growth', { role: 'admin' })
+    const connection = await whenReady(makeRedis(redis.url, 'worker'))
+    const queue = new Queue('ingest', { connection, prefix: makeKeys('ra').bullPrefix() })
+    const events = [
+      settleEvent(
+        eventInput.parse({ type: 'click', id: 'board-1', code: 'AB12CD34' }),
+        1_796_000_000_000,
+        () => 'x',
+      ),
+      settleEvent(
+        eventInput.parse({ type: 'signup', id: 'board-2', user_id: 'u-board' }),
+        1_796_000_000_000,
+        () => 'x',
+      ),
+    ]
+    // delayed: the service's worker leaves it alone while the board is read
+    const job = await queue.add('events', encodeEvents(events), { ...INGEST_JOB_OPTIONS, delay: 3_600_000 })
+    try {
+      expect(job.data).not.toHaveProperty('events')
+      const res = await fetch(`${url}/admin/queues/api/queues?activeQueue=ingest&status=delayed&page=1`, {
+        headers: { authorization: `Bearer ${admin}` },
+      })
+      expect(res.status).toBe(200)
+      const body = (await res.json()) as {
+        queues: Array<{ name: string; jobs: Array<{ id: string; data: unknown }> }>
+      }
+      const shown = body.queues.find((q) => q.name === 'ingest')?.jobs.find((j) => j.id === job.id)
+      expect(shown?.data).toEqual({ events })
+    } finally {
+      await job.remove()
+      await queue.close()
+      connection.disconnect()
+    }
   })
 
   it("routes the service's requests with Hono's RegExpRouter, the queue board's routes kept apart", async () => {

@@ -1,4 +1,5 @@
 import type { BackoffStrategy, JobsOptions } from 'bullmq'
+import { Packr } from 'msgpackr'
 import type {
   ClickEvent,
   DecisionEvent,
@@ -47,13 +48,16 @@ export interface WebhookEvent {
 }
 
 /**
- * An ingest job's events, each a JSON array: its type's index, then its fields in the order
- * EVENT_FIELDS gives, absent ones as null, trailing ones left out. Half the bytes of the
- * events as objects, and about half the time to write and read them (measured: stringify
- * 0.61 -> 0.35 us an event, parse 0.44 -> 0.26). Jobs queued as objects (`events`, before
- * this form) are read as they are.
+ * An ingest job's events, each an array: its type's index, then its fields in the order
+ * EVENT_FIELDS gives, absent ones as null, trailing ones left out; the arrays go as one
+ * MessagePack buffer, in base64 (`m`, with their count `n`). BullMQ stores a job's data as
+ * JSON: one string is written and read back at memory speed where thousands of arrays were
+ * stringified (~0.4 us an event) and parsed (~0.4 us) again; unpacking them costs ~0.2 us.
+ * Measured in the batched bench, alternating: the service's CPU 17.1-17.2 against 17.7-18.9
+ * us an event. Jobs queued before, as JSON arrays (`e`) or as objects (`events`), are read as
+ * they are. The queue board shows the events decoded (`ingestJobView`).
  */
-export type IngestPayload = { e: EncodedEvent[] } | { events: QueuedEvent[] }
+export type IngestPayload = { m: string; n: number } | { e: EncodedEvent[] } | { events: QueuedEvent[] }
 export type EncodedEvent = Array<string | number | null | Array<{ credit_id: string; amount_cents: number }>>
 
 type Fields<E> = ReadonlyArray<Exclude<keyof E, 'type'>>
@@ -102,28 +106,31 @@ const complete: [
   ? true
   : false = true
 
+const packr = new Packr({ useRecords: false })
+
 export function encodeEvents(events: readonly QueuedEvent[]): IngestPayload {
   if (!complete) throw new Error('unreachable')
-  return {
-    e: events.map((ev) => {
-      const fields: readonly string[] = EVENT_FIELDS[ev.type]
-      const values = ev as unknown as Record<string, EncodedEvent[number] | undefined>
-      const out: EncodedEvent = [TYPES.indexOf(ev.type)]
-      let last = 0
-      for (let i = 0; i < fields.length; i++) {
-        const v = values[fields[i] as string]
-        out.push(v ?? null)
-        if (v !== undefined) last = i + 1
-      }
-      out.length = last + 1
-      return out
-    }),
-  }
+  const arrays = events.map((ev) => {
+    const fields: readonly string[] = EVENT_FIELDS[ev.type]
+    const values = ev as unknown as Record<string, EncodedEvent[number] | undefined>
+    const out: EncodedEvent = [TYPES.indexOf(ev.type)]
+    let last = 0
+    for (let i = 0; i < fields.length; i++) {
+      const v = values[fields[i] as string]
+      out.push(v ?? null)
+      if (v !== undefined) last = i + 1
+    }
+    out.length = last + 1
+    return out
+  })
+  return { m: packr.pack(arrays).toString('base64'), n: arrays.length }
 }
 
 export function decodeEvents(payload: IngestPayload): QueuedEvent[] {
   if ('events' in payload) return payload.events
-  return payload.e.map((a) => {
+  const arrays =
+    'm' in payload ? (packr.unpack(Buffer.from(payload.m, 'base64')) as EncodedEvent[]) : payload.e
+  return arrays.map((a) => {
     const type = TYPES[a[0] as number]
     if (type === undefined) throw new Error(`unknown encoded event type ${String(a[0])}`)
     const fields: readonly string[] = EVENT_FIELDS[type]
@@ -136,8 +143,30 @@ export function decodeEvents(payload: IngestPayload): QueuedEvent[] {
   })
 }
 
+/**
+ * An ingest job's data as a person reads it (the queue board): its events decoded; data of
+ * any other form as it is.
+ */
+export function ingestJobView(data: unknown): unknown {
+  if (typeof data !== 'object' || data === null) return data
+  const d = data as Record<string, unknown>
+  const payload =
+    typeof d.m === 'string' && typeof d.n === 'number'
+      ? { m: d.m, n: d.n }
+      : Array.isArray(d.e)
+        ? { e: d.e as EncodedEvent[] }
+        : undefined
+  if (payload === undefined) return data
+  try {
+    return { events: decodeEvents(payload) }
+  } catch {
+    return data
+  }
+}
+
 /** How many events a job carries (without decoding them). */
 export function eventCount(payload: IngestPayload): number {
+  if ('m' in payload) return payload.n
   return 'events' in payload ? payload.events.length : payload.e.length
 }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { QueuedEvent } from '../src/events.ts'
-import { decodeEvents, encodeEvents, eventCount } from '../src/queues.ts'
+import { decodeEvents, encodeEvents, eventCount, ingestJobView } from '../src/queues.ts'
 
 /** Ingest jobs carry their events as arrays (encodeEvents): each event comes back as it went in. */
 describe('ingest job payloads', () => {
@@ -77,6 +77,25 @@ describe('ingest job payloads', () => {
     expect(JSON.stringify(encodeEvents(every)).length).toBeLessThan(
       JSON.stringify({ events: every }).length * 0.8,
     )
+  })
+
+  it('queues the events as one packed string, not as JSON values BullMQ would stringify one by one', () => {
+    const payload = encodeEvents(every)
+    expect(Object.keys(payload).sort()).toEqual(['m', 'n'])
+    expect(typeof (payload as { m: unknown }).m).toBe('string')
+  })
+
+  it('reads jobs queued before as JSON arrays', () => {
+    const old = { e: [[0, 'c2', 'AB12CD34', ts, ts + 5]] }
+    expect(decodeEvents(old)).toEqual([every[1]])
+    expect(eventCount(old)).toBe(1)
+  })
+
+  it("shows a job's events decoded, and data of another form as it is", () => {
+    expect(ingestJobView(JSON.parse(JSON.stringify(encodeEvents(every))))).toEqual({ events: every })
+    expect(ingestJobView({ e: [[0, 'c2', 'AB12CD34', ts, ts + 5]] })).toEqual({ events: [every[1]] })
+    for (const other of [null, 'x', { userId: 'u1', creditId: 'c1' }, { m: 'not packed', n: 1 }])
+      expect(ingestJobView(other)).toEqual(other)
   })
 
   it('reads jobs queued before, with the events as objects', () => {
