@@ -53,6 +53,8 @@ export interface ServiceRun {
   batchCpu: CpuSplit
   /** redis-server's AOF rewrites from the batch phase's start until drained (forked children) */
   batchRewrites: AofRewrites
+  /** the service's GC from the batch phase's start until drained, from its /metrics */
+  batchRuntime: RuntimeSplit
   expected: number
   drain: DrainResult
   failed: number
@@ -268,6 +270,13 @@ export function rows(shape: Shape, b: Baseline, s: ServiceRun): Row[] {
       "batched: redis-server's AOF rewrites until drained, and their forked children's CPU (not in the row above)",
       `${s.batchRewrites.count} / ${fmt.s(s.batchRewrites.childCpuS * 1000)}`,
       { baseline: `${us((s.batchRewrites.childCpuS * 1e6) / s.batch.accepted)} per event` },
+    ),
+    row(
+      "batched: the service's GC pauses until drained: scavenges / other pauses, their time",
+      `${fmt.int(s.batchRuntime.scavenges)} in ${fmt.s(s.batchRuntime.scavengeMs)} / ${fmt.int(s.batchRuntime.majors)} in ${fmt.s(s.batchRuntime.majorMs)}`,
+      {
+        baseline: `${us(((s.batchRuntime.scavengeMs + s.batchRuntime.majorMs) * 1000) / s.batch.accepted)} per event; ${fmt.ms(s.batchRuntime.scavengeMs / Math.max(1, s.batchRuntime.scavenges))} a scavenge`,
+      },
     ),
     row('batched: events accepted / requests', `${fmt.int(s.batch.accepted)} / ${fmt.int(s.batch.requests)}`),
     row(

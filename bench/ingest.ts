@@ -266,6 +266,7 @@ async function service(): Promise<ServiceRun> {
   memory.start()
   const batchMeter = new CpuMeter(cpuPids)
   const rewritesBefore = await pipeline.rewrites()
+  const batchMetricsBefore = await readMetrics(`${base}/metrics`)
   const batch = await batchLoops({
     url: target.url,
     headers: ingestHeaders,
@@ -315,6 +316,7 @@ async function service(): Promise<ServiceRun> {
     steadyRuntime,
     batch,
     batchCpu,
+    batchRuntime: runtimeSplit(batchMetricsBefore, metrics),
     batchRewrites: {
       count: rewritesAfter.count - rewritesBefore.count,
       childCpuS: rewritesAfter.childCpuS - rewritesBefore.childCpuS,
