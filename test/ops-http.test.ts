@@ -117,6 +117,16 @@ describe('operations over HTTP', () => {
     ])
   })
 
+  it("answers a path under the queue board that is none of its own with the service's JSON 404", async () => {
+    const admin = await tokenFor('growth', { role: 'admin' })
+    const res = await fetch(`${url}/admin/queues/no/such/page`, {
+      headers: { authorization: `Bearer ${admin}` },
+    })
+    expect(res.status).toBe(404)
+    expect(res.headers.get('content-type')).toContain('application/json')
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('not_found')
+  })
+
   it("shows an ingest job's events decoded, not as the packed form they are queued in", async () => {
     const admin = await tokenFor('growth', { role: 'admin' })
     const connection = await whenReady(makeRedis(redis.url, 'worker'))

@@ -78,6 +78,9 @@ export function createApp(deps: ApiDeps): Hono {
   // differently at the same place, which Hono's RegExpRouter refuses, and a refusal puts every
   // request of the service through the slower TrieRouter
   const board = new Hono().route(QUEUE_BOARD_PATH, queueBoard(deps.queues))
+  // the service's error model there too (a Hono of its own would answer with Hono's defaults)
+  board.onError(makeErrorHandler(deps.log))
+  board.notFound(notFound)
   const toBoard = (c: Context) => board.fetch(c.req.raw, c.env)
   app.all(QUEUE_BOARD_PATH, toBoard)
   app.all(`${QUEUE_BOARD_PATH}/*`, toBoard)
