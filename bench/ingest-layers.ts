@@ -36,13 +36,14 @@ if (process.argv[2] === '--serve') await serve(process.argv[3] as Layer, process
 else await main()
 
 async function serve(layer: Layer, redisUrl: string): Promise<void> {
-  let committer: GroupCommitter | undefined
+  let committer: GroupCommitter<readonly QueuedEvent[]> | undefined
   if (layer.startsWith('queue')) {
     const conn = await whenReady(makeRedis(redisUrl, 'queue'))
     const q = new Queue(QUEUE_NAMES.ingest, { connection: conn, prefix: `layers-${layer}` })
     committer = new GroupCommitter(
-      async (events: QueuedEvent[]) => {
-        await q.add('events', { events }, { ...INGEST_JOB_OPTIONS, jobId: newId() })
+      (events: readonly QueuedEvent[]) => events,
+      async (parts: Array<readonly QueuedEvent[]>) => {
+        await q.add('events', { events: parts.flat() }, { ...INGEST_JOB_OPTIONS, jobId: newId() })
       },
       { maxBatchEvents: 5000, maxInFlight: 4 },
     )

@@ -2,7 +2,7 @@ import { AppError, type QueuedEvent } from '@referral/core'
 
 /** Where accepted events go: resolves once they are durably queued, rejects with 503 otherwise. */
 export interface EventSink {
-  submit(events: QueuedEvent[]): Promise<void>
+  submit(events: readonly QueuedEvent[]): Promise<void>
 }
 
 export interface GroupCommitOptions {
@@ -12,8 +12,11 @@ export interface GroupCommitOptions {
   maxInFlight: number
 }
 
-interface Waiter {
-  events: QueuedEvent[]
+interface Waiter<P> {
+  /** the request's events as they are written (`prepare`d) */
+  item: P
+  /** how many events */
+  size: number
   resolve(): void
   reject(e: unknown): void
 }
@@ -23,9 +26,13 @@ interface Waiter {
  * same turn of the event loop) are written together as one job, and each request is
  * answered when the write holding its events has succeeded. One Redis round trip and one
  * job serve many requests, and no request is answered before its events are stored.
+ *
+ * A request's events are `prepare`d (packed) as they are submitted, and only that is kept
+ * while they wait: thousands of event objects held across a queue write would be copied by
+ * every scavenge meanwhile, where one string is not looked into.
  */
-export class GroupCommitter implements EventSink {
-  private pending: Waiter[] = []
+export class GroupCommitter<P> implements EventSink {
+  private pending: Waiter<P>[] = []
   private inFlight = 0
   private scheduled = false
   private closed = false
@@ -33,14 +40,24 @@ export class GroupCommitter implements EventSink {
   readonly stats = { batches: 0, events: 0, failedBatches: 0 }
 
   constructor(
-    private readonly write: (events: QueuedEvent[]) => Promise<void>,
+    /** one request's events in the form they are written in */
+    private readonly prepare: (events: readonly QueuedEvent[]) => P,
+    /** writes the prepared items of a group (`events` in all), resolving once they are durable */
+    private readonly write: (items: P[], events: number) => Promise<void>,
     private readonly opts: GroupCommitOptions,
   ) {}
 
-  submit(events: QueuedEvent[]): Promise<void> {
+  submit(events: readonly QueuedEvent[]): Promise<void> {
     if (this.closed) return Promise.reject(new AppError('unavailable', 'the service is shutting down'))
+    let item: P
+    try {
+      item = this.prepare(events)
+    } catch (e) {
+      // a rejection like any other, not a throw out of submit (nothing was queued)
+      return Promise.reject(e)
+    }
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ events, resolve, reject })
+      this.pending.push({ item, size: events.length, resolve, reject })
       this.schedule()
     })
   }
@@ -63,14 +80,13 @@ export class GroupCommitter implements EventSink {
 
   private pump(): void {
     while (this.inFlight < this.opts.maxInFlight && this.pending.length > 0) {
-      const group: Waiter[] = []
+      const group: Waiter<P>[] = []
       let n = 0
       while (this.pending.length > 0) {
         const next = this.pending[0]
-        if (next === undefined || (group.length > 0 && n + next.events.length > this.opts.maxBatchEvents))
-          break
+        if (next === undefined || (group.length > 0 && n + next.size > this.opts.maxBatchEvents)) break
         group.push(next)
-        n += next.events.length
+        n += next.size
         this.pending.shift()
       }
       void this.flush(group, n)
@@ -80,12 +96,13 @@ export class GroupCommitter implements EventSink {
     }
   }
 
-  private async flush(group: Waiter[], n: number): Promise<void> {
+  private async flush(group: Waiter<P>[], n: number): Promise<void> {
     this.inFlight++
-    const events =
-      group.length === 1 && group[0] !== undefined ? group[0].events : group.flatMap((w) => w.events)
     try {
-      await this.write(events)
+      await this.write(
+        group.map((w) => w.item),
+        n,
+      )
       this.stats.batches++
       this.stats.events += n
       for (const w of group) w.resolve()

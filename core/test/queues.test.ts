@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { QueuedEvent } from '../src/events.ts'
-import { decodeEvents, encodeEvents, eventCount, ingestJobView } from '../src/queues.ts'
+import { decodeEvents, encodeEvents, eventCount, ingestJobView, packEvents } from '../src/queues.ts'
 
 /** Ingest jobs carry their events as arrays (encodeEvents): each event comes back as it went in. */
 describe('ingest job payloads', () => {
@@ -79,10 +79,18 @@ describe('ingest job payloads', () => {
     )
   })
 
-  it('queues the events as one packed string, not as JSON values BullMQ would stringify one by one', () => {
+  it('queues each request as one packed string, not as JSON values BullMQ would stringify one by one', () => {
     const payload = encodeEvents(every)
     expect(Object.keys(payload).sort()).toEqual(['m', 'n'])
-    expect(typeof (payload as { m: unknown }).m).toBe('string')
+    expect(payload).toEqual({ m: [packEvents(every)], n: every.length })
+    expect(typeof packEvents(every)).toBe('string')
+  })
+
+  it("reads a job of several requests' parts as their events in order", () => {
+    const parts = [every.slice(0, 3), every.slice(3, 4), every.slice(4)]
+    const payload = { m: parts.map(packEvents), n: every.length }
+    expect(decodeEvents(JSON.parse(JSON.stringify(payload)))).toEqual(every)
+    expect(eventCount(payload)).toBe(every.length)
   })
 
   it('reads jobs queued before as JSON arrays', () => {
@@ -94,7 +102,13 @@ describe('ingest job payloads', () => {
   it("shows a job's events decoded, and data of another form as it is", () => {
     expect(ingestJobView(JSON.parse(JSON.stringify(encodeEvents(every))))).toEqual({ events: every })
     expect(ingestJobView({ e: [[0, 'c2', 'AB12CD34', ts, ts + 5]] })).toEqual({ events: [every[1]] })
-    for (const other of [null, 'x', { userId: 'u1', creditId: 'c1' }, { m: 'not packed', n: 1 }])
+    for (const other of [
+      null,
+      'x',
+      { userId: 'u1', creditId: 'c1' },
+      { m: ['not packed'], n: 1 },
+      { m: 'a string', n: 1 },
+    ])
       expect(ingestJobView(other)).toEqual(other)
   })
 

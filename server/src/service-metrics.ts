@@ -218,7 +218,7 @@ export function addWorkerMetrics(metrics: Metrics, stats: WorkerStats): void {
 export function addIngestMetrics(
   metrics: Metrics,
   d: {
-    committer: GroupCommitter
+    committer: GroupCommitter<string>
     queue: Queue
     oldestWaitingMs: () => Promise<number>
     outbox: () => Promise<OutboxStatus>

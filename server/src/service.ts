@@ -14,7 +14,6 @@ import {
 } from '@referral/api'
 import { type ClickHouse, migrate, openClickHouse } from '@referral/clickhouse'
 import {
-  encodeEvents,
   INGEST_JOB_OPTIONS,
   idTime,
   type JobPayloads,
@@ -26,6 +25,7 @@ import {
   migrateKeyLayout,
   newId,
   type ProcessRole,
+  packEvents,
   QUEUE_NAMES,
   type ResolvedConfig,
   repoPath,
@@ -65,7 +65,7 @@ export interface Service {
   keys: Keys
   ch: ClickHouse | null
   redisServer: RedisServer | null
-  committer: GroupCommitter | null
+  committer: GroupCommitter<string> | null
   queue: Queue<JobPayloads['ingest']> | null
   ingestWorker: IngestWorker | null
   /** role all with WORKER_THREAD: the workers run there instead of `ingestWorker` */
@@ -221,7 +221,7 @@ export async function startService(opts: StartOptions): Promise<Service> {
     }
 
     let url: string | undefined
-    let committer: GroupCommitter | null = null
+    let committer: GroupCommitter<string> | null = null
     let queue: Queue<JobPayloads['ingest']> | null = null
     let statsHub: StatsHub | null = null
     let httpApp: Hono | null = null
@@ -258,12 +258,10 @@ export async function startService(opts: StartOptions): Promise<Service> {
         queueConn.disconnect()
       })
       const gc = new GroupCommitter(
-        async (events) => {
-          await q.add(
-            'events',
-            encodeEvents(events),
-            Object.assign({}, INGEST_JOB_OPTIONS, { jobId: newId() }),
-          )
+        packEvents,
+        async (m, n) => {
+          const payload: JobPayloads['ingest'] = { m, n }
+          await q.add('events', payload, Object.assign({}, INGEST_JOB_OPTIONS, { jobId: newId() }))
         },
         { maxBatchEvents: 5000, maxInFlight: 4 },
       )

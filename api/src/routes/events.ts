@@ -1,3 +1,4 @@
+import type { QueuedEvent } from '@referral/core'
 import { Hono } from 'hono'
 import type { ApiDeps } from '../context.ts'
 import { parseEventsBody } from '../ingest.ts'
@@ -30,14 +31,23 @@ export function makeIngest(deps: IngestDeps): (req: IngestRequest) => Promise<In
   const checkKey = ingestKeyCheck(deps.ingestApiKey)
   return async function ingest(req) {
     checkKey(req.authorization)
-    const events = parseEventsBody(await parseJsonBody(req.contentType, req.readText))
-    deps.backlog.admit()
-    await deps.events.submit(events)
+    const { ids, queued } = submit(deps, parseEventsBody(await parseJsonBody(req.contentType, req.readText)))
+    await queued
     // queued: the answer waits a moment if the workers are behind (Backlog.pace)
     const pace = deps.backlog.pace()
     if (pace > 0) await new Promise((r) => setTimeout(r, pace))
-    return { accepted: events.length, ids: events.map((e) => e.id) }
+    return { accepted: ids.length, ids }
   }
+}
+
+/**
+ * Hands the events to the queue and keeps what the answer needs of them, their ids: the
+ * events themselves are not held by the request while the queue write is in flight (see
+ * GroupCommitter), which they would be as a variable of the async function above.
+ */
+function submit(deps: IngestDeps, events: readonly QueuedEvent[]): { ids: string[]; queued: Promise<void> } {
+  deps.backlog.admit()
+  return { ids: events.map((e) => e.id), queued: deps.events.submit(events) }
 }
 
 /** POST /v1/events: 202 only once every event of the request is durably queued. */
