@@ -1,4 +1,4 @@
-import { makeRedis, whenReady } from '@referral/core'
+import { INGEST_JOB_OPTIONS, makeRedis, whenReady } from '@referral/core'
 import { startRedisServer } from '@referral/server'
 import { outboxStatus } from '@referral/workers'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -59,6 +59,25 @@ describe('when a dependency fails', () => {
     expect(await q.getFailedCount()).toBe(0)
     expect(await waitingRows()).toBe(0)
     own.disconnect()
+  })
+
+  it('an ingest job whose events cannot be read fails at once, and the jobs beside it are applied', async () => {
+    const q = svc.service.queue
+    if (q === null) throw new Error('no queue')
+    const other = await codeFor(api, 'beside-poison')
+    // type 99 is no event type: the job can never be decoded, however often it is tried
+    const poison = await q.add('events', { e: [[99, 'poison-1']] }, INGEST_JOB_OPTIONS)
+    const res = await api.post('/v1/events', { type: 'click', id: 'beside-poison-1', code: other })
+    expect(res.status).toBe(202)
+    await eventually(async () => expect(await q.getFailedCount()).toBe(1))
+    const failed = await q.getJob(poison.id ?? '')
+    expect(failed?.failedReason).toContain('cannot be read')
+    // not retried: failed on its first attempt, where a retryable failure would wait its backoff
+    expect(failed?.attemptsMade).toBe(1)
+    await drained(svc.service)
+    expect((await statsFor(api, 'beside-poison')).total_clicks).toBe(1)
+    expect(await count(svc.ch, "SELECT count() AS n FROM events WHERE id = 'beside-poison-1'")).toBe(1)
+    await failed?.remove()
   })
 
   it('Redis unreachable: ingest answers 503 within 2 s, accepts nothing, and recovers by itself', async () => {

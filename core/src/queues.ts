@@ -172,10 +172,15 @@ export function ingestJobView(data: unknown): unknown {
   }
 }
 
-/** How many events a job carries (without decoding them). */
+/**
+ * How many events a job carries (without decoding them). It only sizes a worker's group:
+ * data of no known form counts as one event, and fails when it is read.
+ */
 export function eventCount(payload: IngestPayload): number {
-  if ('m' in payload) return payload.n
-  return 'events' in payload ? payload.events.length : payload.e.length
+  const p: Record<string, unknown> = payload
+  if (typeof p.n === 'number') return p.n
+  if (Array.isArray(p.events)) return p.events.length
+  return Array.isArray(p.e) ? p.e.length : 1
 }
 
 export interface JobPayloads {

@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest'
 import type { QueuedEvent } from '../src/events.ts'
-import { decodeEvents, encodeEvents, eventCount, ingestJobView, packEvents } from '../src/queues.ts'
+import {
+  decodeEvents,
+  encodeEvents,
+  eventCount,
+  type IngestPayload,
+  ingestJobView,
+  packEvents,
+} from '../src/queues.ts'
 
 /** Ingest jobs carry their events as arrays (encodeEvents): each event comes back as it went in. */
 describe('ingest job payloads', () => {
@@ -110,6 +117,12 @@ describe('ingest job payloads', () => {
       { m: 'a string', n: 1 },
     ])
       expect(ingestJobView(other)).toEqual(other)
+  })
+
+  it('counts data of no known form as one event (it only sizes a group; reading it fails)', () => {
+    const unknown = JSON.parse('{"x": 1}') as IngestPayload
+    expect(eventCount(unknown)).toBe(1)
+    expect(() => decodeEvents(unknown)).toThrow()
   })
 
   it('reads jobs queued before, with the events as objects', () => {

@@ -9,10 +9,11 @@ import {
   type Logger,
   makeRedis,
   QUEUE_NAMES,
+  type QueuedEvent,
   type ResolvedConfig,
   whenReady,
 } from '@referral/core'
-import { type Job, Queue, Worker } from 'bullmq'
+import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq'
 import { applyJobs, type StoredGroup } from './apply.ts'
 import { scheduleExpiries, startCreditExpiryWorker } from './credit-expiry.ts'
 import { outboxStatus, startStoreLoop } from './outbox.ts'
@@ -221,8 +222,23 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
     }
   }
 
-  const runGroup = async (token: string, jobs: IngestJob[]) => {
-    const inputs = jobs.map((j) => ({ id: j.id ?? '', events: decodeEvents(j.data) }))
+  const runGroup = async (token: string, taken: IngestJob[]) => {
+    // a job whose data cannot be read never will be: failed at once (a dead letter to look
+    // at, and replay once fixed), while the jobs beside it go on
+    const jobs: IngestJob[] = []
+    const inputs: Array<{ id: string; events: QueuedEvent[] }> = []
+    for (const j of taken) {
+      try {
+        inputs.push({ id: j.id ?? '', events: decodeEvents(j.data) })
+        jobs.push(j)
+      } catch (e) {
+        const err = new UnrecoverableError(`the job's events cannot be read: ${(e as Error).message}`)
+        stats.failures++
+        log.error({ job: j.id, err: err.message }, 'ingest job unreadable, failed without retries')
+        await j.moveToFailed(err, token, false)
+      }
+    }
+    if (jobs.length === 0) return
     try {
       const t0 = performance.now()
       const applied = await applyJobs(tx, keys, inputs, opts)
