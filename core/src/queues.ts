@@ -49,7 +49,7 @@ export interface WebhookEvent {
 
 /**
  * An ingest job's events, each an array: its type's index, then its fields in the order
- * EVENT_FIELDS gives, absent ones as null, trailing ones left out; each request's arrays go
+ * QUEUED_EVENT_FIELDS gives, absent ones as null, trailing ones left out; each request's arrays go
  * as one MessagePack buffer, in base64 (`packEvents`), and a job carries its requests' (`m`,
  * with the events' count `n`). BullMQ stores a job's data as JSON: a few strings are written
  * and read back at memory speed where thousands of arrays were stringified (~0.4 us an
@@ -62,7 +62,8 @@ export type IngestPayload = { m: string[]; n: number } | { e: EncodedEvent[] } |
 export type EncodedEvent = Array<string | number | null | Array<{ credit_id: string; amount_cents: number }>>
 
 type Fields<E> = ReadonlyArray<Exclude<keyof E, 'type'>>
-const EVENT_FIELDS = {
+/** each queued event type's fields, in the order its array holds them (exported for the tests) */
+export const QUEUED_EVENT_FIELDS = {
   click: [
     'id',
     'code',
@@ -93,9 +94,16 @@ const EVENT_FIELDS = {
 }
 type EventType = QueuedEvent['type']
 /** the order of the types is the index each encoded event starts with: append only */
-const TYPES: readonly EventType[] = ['click', 'signup', 'purchase', 'refund', 'spend', 'decision']
+export const QUEUED_EVENT_TYPES: readonly EventType[] = [
+  'click',
+  'signup',
+  'purchase',
+  'refund',
+  'spend',
+  'decision',
+]
 // every field of every event type is listed (a field left out would be dropped silently)
-type Unlisted<E, T extends EventType> = Exclude<keyof E, 'type' | (typeof EVENT_FIELDS)[T][number]>
+type Unlisted<E, T extends EventType> = Exclude<keyof E, 'type' | (typeof QUEUED_EVENT_FIELDS)[T][number]>
 const complete: [
   Unlisted<ClickEvent, 'click'>,
   Unlisted<SignupEvent, 'signup'>,
@@ -112,20 +120,83 @@ const packr = new Packr({ useRecords: false })
 /** One request's events, packed (a part of an ingest job's `m`). */
 export function packEvents(events: readonly QueuedEvent[]): string {
   if (!complete) throw new Error('unreachable')
-  const arrays = events.map((ev) => {
-    const fields: readonly string[] = EVENT_FIELDS[ev.type]
-    const values = ev as unknown as Record<string, EncodedEvent[number] | undefined>
-    const out: EncodedEvent = [TYPES.indexOf(ev.type)]
-    let last = 0
-    for (let i = 0; i < fields.length; i++) {
-      const v = values[fields[i] as string]
-      out.push(v ?? null)
-      if (v !== undefined) last = i + 1
-    }
-    out.length = last + 1
-    return out
-  })
-  return packr.pack(arrays).toString('base64')
+  return packr.pack(events.map(encodedEvent)).toString('base64')
+}
+
+/**
+ * One event as its array: QUEUED_EVENT_FIELDS written out type by type (the type's index in QUEUED_EVENT_TYPES
+ * first), then the trailing absent fields left out. Written out, not a loop over the names:
+ * the loop's reads by name are megamorphic (the events' shapes vary), 0.46-0.81 us an event
+ * against 0.19-0.22 measured. The decode test round-trips every field of every type.
+ */
+function encodedEvent(ev: QueuedEvent): EncodedEvent {
+  let out: EncodedEvent
+  switch (ev.type) {
+    case 'click':
+      out = [
+        0,
+        ev.id,
+        ev.code,
+        ev.ts,
+        ev.received_at,
+        ev.visitor_id ?? null,
+        ev.url ?? null,
+        ev.referrer ?? null,
+        ev.utm_source ?? null,
+        ev.utm_medium ?? null,
+        ev.utm_campaign ?? null,
+        ev.ip ?? null,
+        ev.user_agent ?? null,
+        ev.country ?? null,
+      ]
+      break
+    case 'signup':
+      out = [
+        1,
+        ev.id,
+        ev.user_id,
+        ev.ts,
+        ev.received_at,
+        ev.ref ?? null,
+        ev.visitor_id ?? null,
+        ev.email ?? null,
+        ev.ip ?? null,
+      ]
+      break
+    case 'purchase':
+      out = [
+        2,
+        ev.id,
+        ev.user_id,
+        ev.amount_cents,
+        ev.ts,
+        ev.received_at,
+        ev.currency ?? null,
+        ev.plan ?? null,
+      ]
+      break
+    case 'refund':
+      out = [
+        3,
+        ev.id,
+        ev.purchase_id,
+        ev.amount_cents,
+        ev.ts,
+        ev.received_at,
+        ev.refunded_total_cents ?? null,
+      ]
+      break
+    case 'spend':
+      out = [4, ev.id, ev.user_id, ev.spend_id, ev.amount_cents, ev.allocations, ev.ts, ev.received_at]
+      break
+    case 'decision':
+      out = [5, ev.id, ev.purchase_id, ev.decision, ev.by, ev.ts, ev.received_at, ev.reason ?? null]
+      break
+  }
+  let n = out.length
+  while (n > 1 && out[n - 1] === null) n--
+  out.length = n
+  return out
 }
 
 export function encodeEvents(events: readonly QueuedEvent[]): IngestPayload {
@@ -139,9 +210,9 @@ export function decodeEvents(payload: IngestPayload): QueuedEvent[] {
       ? payload.m.flatMap((part) => packr.unpack(Buffer.from(part, 'base64')) as EncodedEvent[])
       : payload.e
   return arrays.map((a) => {
-    const type = TYPES[a[0] as number]
+    const type = QUEUED_EVENT_TYPES[a[0] as number]
     if (type === undefined) throw new Error(`unknown encoded event type ${String(a[0])}`)
-    const fields: readonly string[] = EVENT_FIELDS[type]
+    const fields: readonly string[] = QUEUED_EVENT_FIELDS[type]
     const ev: Record<string, unknown> = { type }
     for (let i = 0; i < fields.length; i++) {
       const v = a[i + 1]

@@ -7,6 +7,8 @@ import {
   type IngestPayload,
   ingestJobView,
   packEvents,
+  QUEUED_EVENT_FIELDS,
+  QUEUED_EVENT_TYPES,
 } from '../src/queues.ts'
 
 /** Ingest jobs carry their events as arrays (encodeEvents): each event comes back as it went in. */
@@ -78,6 +80,18 @@ describe('ingest job payloads', () => {
     // absent fields stay absent (not null, not undefined keys)
     expect(Object.keys(back[1] ?? {}).sort()).toEqual(['code', 'id', 'received_at', 'ts', 'type'])
     expect(eventCount(payload)).toBe(every.length)
+  })
+
+  it('carries every field listed for each type, in place (a field the encoder missed would be lost)', () => {
+    for (const type of QUEUED_EVENT_TYPES) {
+      // every listed field set, each to a value of its own
+      const full: Record<string, unknown> = { type }
+      QUEUED_EVENT_FIELDS[type].forEach((f, i) => {
+        full[f] = `${f}-${i}`
+      })
+      const event = full as unknown as QueuedEvent
+      expect(decodeEvents(JSON.parse(JSON.stringify(encodeEvents([event])))), type).toEqual([event])
+    }
   })
 
   it('is shorter than the events as objects', () => {
