@@ -43,15 +43,13 @@ export function directIngest(
       headers = errorHeaders(appErr)
       body = JSON.stringify(appErr.toBody())
     }
-    if (deps.lifecycle.draining) headers = Object.assign({}, headers, { Connection: 'close' })
-    res.writeHead(
-      status,
-      Object.assign({}, headers, {
-        'Content-Type': 'application/json',
-        'Content-Length': Buffer.byteLength(body),
-        'X-Request-Id': reqId,
-      }),
-    )
+    const out: Record<string, string | number> = Object.assign({}, headers, {
+      'Content-Type': 'application/json',
+      'Content-Length': Buffer.byteLength(body),
+      'X-Request-Id': reqId,
+    })
+    if (deps.lifecycle.draining) out.Connection = 'close'
+    res.writeHead(status, out)
     res.end(body)
     if (logRequests) logRequest(http, reqId, 'POST', '/v1/events', status, started)
   }

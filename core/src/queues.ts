@@ -49,9 +49,9 @@ export interface WebhookEvent {
 
 /**
  * An ingest job's events, each an array: its type's index, then its fields in the order
- * QUEUED_EVENT_FIELDS gives, absent ones as null, trailing ones left out; each request's arrays go
- * as one MessagePack buffer, in base64 (`packEvents`), and a job carries its requests' (`m`,
- * with the events' count `n`). BullMQ stores a job's data as JSON: a few strings are written
+ * QUEUED_EVENT_FIELDS gives, absent ones as null, trailing ones left out; each request's
+ * arrays go as one MessagePack buffer, in base64 (`packEvents`), and a job carries its
+ * requests' (`m`, with the events' count `n`). BullMQ stores a job's data as JSON: a few strings are written
  * and read back at memory speed where thousands of arrays were stringified (~0.4 us an
  * event) and parsed (~0.4 us) again; unpacking them costs ~0.2 us. Measured in the batched
  * bench, alternating: the service's CPU 17.1-17.2 against 17.7-18.9 us an event. Jobs
@@ -124,10 +124,11 @@ export function packEvents(events: readonly QueuedEvent[]): string {
 }
 
 /**
- * One event as its array: QUEUED_EVENT_FIELDS written out type by type (the type's index in QUEUED_EVENT_TYPES
- * first), then the trailing absent fields left out. Written out, not a loop over the names:
- * the loop's reads by name are megamorphic (the events' shapes vary), 0.46-0.81 us an event
- * against 0.19-0.22 measured. The decode test round-trips every field of every type.
+ * One event as its array: QUEUED_EVENT_FIELDS written out type by type (the type's index
+ * in QUEUED_EVENT_TYPES first), then the trailing absent fields left out. Written out, not
+ * a loop over the names: the loop's reads by name are megamorphic (the events' shapes
+ * vary), 0.46-0.81 us an event against 0.19-0.22 measured. A test sets every listed field
+ * of every type and fails if one is missed here.
  */
 function encodedEvent(ev: QueuedEvent): EncodedEvent {
   let out: EncodedEvent
@@ -222,20 +223,24 @@ export function decodeEvents(payload: IngestPayload): QueuedEvent[] {
   })
 }
 
+/** An ingest job's data in the form it has, checked; data of no known form: undefined. */
+function ingestPayloadOf(data: unknown): IngestPayload | undefined {
+  if (typeof data !== 'object' || data === null) return undefined
+  const d = data as Record<string, unknown>
+  if (Array.isArray(d.m) && d.m.every((part) => typeof part === 'string') && typeof d.n === 'number')
+    return { m: d.m as string[], n: d.n }
+  if (Array.isArray(d.e)) return { e: d.e as EncodedEvent[] }
+  if (Array.isArray(d.events)) return { events: d.events as QueuedEvent[] }
+  return undefined
+}
+
 /**
  * An ingest job's data as a person reads it (the queue board): its events decoded; data of
- * any other form as it is.
+ * any other form (events as objects already among them) as it is.
  */
 export function ingestJobView(data: unknown): unknown {
-  if (typeof data !== 'object' || data === null) return data
-  const d = data as Record<string, unknown>
-  const payload =
-    Array.isArray(d.m) && d.m.every((part) => typeof part === 'string') && typeof d.n === 'number'
-      ? { m: d.m as string[], n: d.n }
-      : Array.isArray(d.e)
-        ? { e: d.e as EncodedEvent[] }
-        : undefined
-  if (payload === undefined) return data
+  const payload = ingestPayloadOf(data)
+  if (payload === undefined || 'events' in payload) return data
   try {
     return { events: decodeEvents(payload) }
   } catch {
@@ -247,11 +252,11 @@ export function ingestJobView(data: unknown): unknown {
  * How many events a job carries (without decoding them). It only sizes a worker's group:
  * data of no known form counts as one event, and fails when it is read.
  */
-export function eventCount(payload: IngestPayload): number {
-  const p: Record<string, unknown> = payload
-  if (typeof p.n === 'number') return p.n
-  if (Array.isArray(p.events)) return p.events.length
-  return Array.isArray(p.e) ? p.e.length : 1
+export function eventCount(data: IngestPayload): number {
+  const payload = ingestPayloadOf(data)
+  if (payload === undefined) return 1
+  if ('m' in payload) return payload.n
+  return 'events' in payload ? payload.events.length : payload.e.length
 }
 
 export interface JobPayloads {
