@@ -5,8 +5,9 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { makeKeys } from '@referral/core'
 import { SignJWT } from 'jose'
+import { dashboardReads } from './dashboard.ts'
 import { fdatasyncProbe } from './disk.ts'
-import { type Baseline, rows, type ServiceRun, steadyRows } from './figures.ts'
+import { type Baseline, dashboardRows, rows, type ServiceRun, steadyRows } from './figures.ts'
 import { batchLoops, cannon, getJson, waitFor200 } from './load.ts'
 import {
   memorySampler,
@@ -44,6 +45,8 @@ import { steadyLoad } from './steady.ts'
 const QUICK = process.argv.includes('--quick')
 /** --profile: the service runs with node --cpu-prof; profiles go to bench/results/profiles */
 const PROFILE = process.argv.includes('--profile')
+/** --no-queries: leave out the dashboard's reads over a seeded history (dashboard.ts) */
+const QUERIES = !process.argv.includes('--no-queries')
 /** --node-flags="<flags>": more node flags for the service (to measure a V8 setting against none) */
 const NODE_FLAGS = (
   process.argv.find((a) => a.startsWith('--node-flags='))?.slice('--node-flags='.length) ?? ''
@@ -58,7 +61,7 @@ const STEADY_MS = QUICK ? 5_000 : 20_000 // steady 5k events/s: freshness and GE
 const QUIET_MS = QUICK ? 3_000 : 10_000 // the stats probes with no ingest load, before the steady phase
 const STEADY_EVENTS_PER_SEC = 5_000
 const STATS_PER_SEC = 200
-const BUDGET_MS = QUICK ? 60_000 : 400_000 // the whole run, shutdown included
+const BUDGET_MS = QUICK ? 60_000 : 400_000 // the ingest phases, shutdown included (the dashboard reads after)
 const CONNECTIONS = 50
 const LOOPS = 8
 const BATCH = 1000
@@ -127,21 +130,24 @@ async function baseline(): Promise<Baseline> {
   return { single, singleCpu, batch, stats, fdatasync }
 }
 
-async function service(): Promise<ServiceRun> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'ra-bench-'))
-  trackTmpDir(dataDir)
-  const port = await freePort()
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    DATA_DIR: dataDir,
-    PORT: String(port),
+/** The service's environment as `npm start` on the embedded default, but for DATA_DIR and PORT. */
+function serviceEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = Object.assign({}, process.env, {
     HOST: '127.0.0.1',
     LOG_LEVEL: 'warn',
     INGEST_API_KEY: INGEST_KEY,
     AUTH_JWT_SECRET: JWT_SECRET,
-  }
+  })
   delete env.REDIS_URL
   delete env.CLICKHOUSE_URL
+  return env
+}
+
+async function service(): Promise<ServiceRun> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'ra-bench-'))
+  trackTmpDir(dataDir)
+  const port = await freePort()
+  const env: NodeJS.ProcessEnv = Object.assign(serviceEnv(), { DATA_DIR: dataDir, PORT: String(port) })
   const profileArgs = PROFILE
     ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'results', 'profiles')}`]
     : []
@@ -346,6 +352,10 @@ async function main(): Promise<void> {
   log(`${QUICK ? 'quick' : 'full'} mode`)
   const b = await baseline()
   const s = await service()
+  // after the ingest service has stopped: nothing else runs while the reads are timed
+  const dash = QUERIES
+    ? await dashboardReads({ root: ROOT, quick: QUICK, env: serviceEnv(), jwtSecret: JWT_SECRET, log })
+    : undefined
   const md = [
     `# Ingest benchmark (${QUICK ? 'quick' : 'full'} mode)`,
     '',
@@ -365,8 +375,20 @@ async function main(): Promise<void> {
         b,
         s,
       ),
+      ...(dash === undefined ? [] : dashboardRows(dash)),
     ]),
     '',
+    ...(dash === undefined
+      ? []
+      : [
+          `The dashboard's queries in-process over the same ${fmt.int(dash.events)} seeded events (\`npm run bench:queries\`; each p95 against the raw-events query's):`,
+          '',
+          ...dash.table,
+          '',
+          `The dashboard service's log lines at warn or above, or on stderr: ${dash.problems.length}`,
+          ...dash.problems.slice(0, 10).map((l) => `    ${l.slice(0, 300)}`),
+          '',
+        ]),
     `Service log lines at warn or above, or on stderr: ${s.problems.length}`,
     ...s.problems.slice(0, 10).map((l) => `    ${l.slice(0, 300)}`),
     ...(s.batch.firstErrors.length > 0

@@ -14,6 +14,7 @@ import {
 import { migrate, openClickHouse, queryRows } from '@referral/clickhouse'
 import { buckets } from '@referral/core'
 import { earningsSeries } from '../api/src/routes/me-analytics.ts'
+import { EARNINGS_CASE, FUNNEL_CASE, FUNNEL_RECLICK_CASE, type QuerySummary } from './dashboard.ts'
 import { pct } from './steady.ts'
 
 /**
@@ -31,7 +32,13 @@ const DAY = 86_400_000
 // a first purchase (the worker marks one only for a referred buyer) and carries the signup
 const BUYER_SIGNED_UP =
   "type = 'purchase' AND number % 7 != 0 AND (number + 90) % 7 != 0 AND number + 90 < {n:UInt64}"
-const dir = mkdtempSync(join(tmpdir(), 'ra-bench-q-'))
+/**
+ * --data-dir=<dir>: seed there and leave it, for `npm run bench` to start the service on the
+ * same history (database `bench`) and time the same reads over HTTP; the last line of the
+ * output is then a JSON summary of every case's p50 and p95 and the seed's `now`.
+ */
+const keptDir = process.argv.find((a) => a.startsWith('--data-dir='))?.slice('--data-dir='.length)
+const dir = keptDir ?? mkdtempSync(join(tmpdir(), 'ra-bench-q-'))
 
 async function main(): Promise<void> {
   const ch = await openClickHouse({
@@ -125,7 +132,7 @@ async function main(): Promise<void> {
     run: () => Promise<unknown>
   }> = [
     {
-      name: 'referrer earnings, 30 days by day (GET /v1/me/earnings)',
+      name: EARNINGS_CASE,
       target: 50,
       run: () => earningsSeries(ch, 'r42', range30.from, now, 'day', 'UTC'),
     },
@@ -145,7 +152,7 @@ async function main(): Promise<void> {
       run: () => funnelFromEvents(ch, range30, 7 * 86_400),
     },
     {
-      name: 'admin funnel, 30 days, 7-day window (funnel_hours)',
+      name: FUNNEL_CASE,
       target: 300,
       baseline: 'admin funnel, 30 days, 7-day window, raw events (before 0005)',
       run: () => funnel(ch, range30, 7 * 86_400),
@@ -165,7 +172,7 @@ async function main(): Promise<void> {
       run: () => funnelFromEvents(ch, range30, 7 * 86_400),
     },
     {
-      name: 'admin funnel, 30 days, 1 in 50 signed-up visitors clicking again (funnel_hours)',
+      name: FUNNEL_RECLICK_CASE,
       baseline: 'admin funnel, 30 days, 1 in 50 signed-up visitors clicking again, raw events',
       run: () => funnel(ch, range30, 7 * 86_400),
     },
@@ -183,6 +190,7 @@ async function main(): Promise<void> {
     '| --- | ---: | ---: | ---: | ---: | ---: | --- |',
   ]
   const p95s = new Map<string, number>()
+  const summary: QuerySummary = { now, cases: {} }
   for (const c of cases) {
     await c.before?.()
     await c.run() // warm
@@ -196,6 +204,7 @@ async function main(): Promise<void> {
     const p = (q: number) => pct(times, q)
     const pass = c.target === undefined ? '' : p(0.95) <= c.target ? 'yes' : 'no'
     p95s.set(c.name, p(0.95))
+    summary.cases[c.name] = { p50: p(0.5), p95: p(0.95) }
     const base = c.baseline === undefined ? undefined : p95s.get(c.baseline)
     const ratio = base === undefined ? '' : (p(0.95) / base).toFixed(2)
     lines.push(
@@ -213,6 +222,7 @@ async function main(): Promise<void> {
     `buckets in the 48-hour Paris series: ${buckets(now - 2 * DAY, now, 'Europe/Paris', 'hour', 100)?.length}`,
   )
   process.stdout.write(`${lines.join('\n')}\n`)
+  if (keptDir !== undefined) process.stdout.write(`${JSON.stringify(summary)}\n`)
   await ch.close()
 }
 
@@ -221,4 +231,6 @@ main()
     process.stderr.write(`bench failed: ${e instanceof Error ? e.message : String(e)}\n`)
     process.exitCode = 1
   })
-  .finally(() => rmSync(dir, { recursive: true, force: true }))
+  .finally(() => {
+    if (keptDir === undefined) rmSync(dir, { recursive: true, force: true })
+  })
