@@ -33,7 +33,7 @@ import {
   trackPid,
   trackTmpDir,
 } from './proc.ts'
-import { fmt, machine, table } from './report.ts'
+import { fmt, machine, row, table } from './report.ts'
 import { steadyLoad } from './steady.ts'
 
 /**
@@ -353,8 +353,11 @@ async function main(): Promise<void> {
   const b = await baseline()
   const s = await service()
   // after the ingest service has stopped: nothing else runs while the reads are timed
+  // a failure here still prints the ingest figures above, and says what failed
   const dash = QUERIES
-    ? await dashboardReads({ root: ROOT, quick: QUICK, env: serviceEnv(), jwtSecret: JWT_SECRET, log })
+    ? await dashboardReads({ root: ROOT, quick: QUICK, env: serviceEnv(), jwtSecret: JWT_SECRET, log }).catch(
+        (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+      )
     : undefined
   const md = [
     `# Ingest benchmark (${QUICK ? 'quick' : 'full'} mode)`,
@@ -375,10 +378,18 @@ async function main(): Promise<void> {
         b,
         s,
       ),
-      ...(dash === undefined ? [] : dashboardRows(dash)),
+      ...(dash === undefined
+        ? []
+        : dash instanceof Error
+          ? [
+              row("the dashboard's reads over a seeded history", `failed: ${dash.message.slice(0, 200)}`, {
+                verdict: 'FAIL',
+              }),
+            ]
+          : dashboardRows(dash)),
     ]),
     '',
-    ...(dash === undefined
+    ...(dash === undefined || dash instanceof Error
       ? []
       : [
           `The dashboard's queries in-process over the same ${fmt.int(dash.events)} seeded events (\`npm run bench:queries\`; each p95 against the raw-events query's):`,
