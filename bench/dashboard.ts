@@ -1,14 +1,16 @@
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SignJWT } from 'jose'
 import { httpAgent, send, waitFor200 } from './load.ts'
-import { freePort, startChild, stopChild, trackTmpDir } from './proc.ts'
+import { freePort, sleep, startChild, stopChild, trackPid, trackTmpDir } from './proc.ts'
 import { pct } from './steady.ts'
 
 /** What `bench/queries.ts --data-dir` prints last: the seed's clock and each case's figures (ms). */
 export interface QuerySummary {
   now: number
+  /** timed runs of each case (10 quick: its p95 is then the slowest) */
+  runs: number
   cases: Record<string, { p50: number; p95: number }>
 }
 
@@ -73,11 +75,20 @@ export async function dashboardReads(spec: DashboardSpec): Promise<DashboardRun>
   spec.log(`dashboard: seeding ${spec.quick ? '1M' : '10M'} events, the queries in-process`)
   const seeder = startChild('queries', process.execPath, seedArgs, { env: process.env, cwd: spec.root })
   const summaryLine = await seeder.waitForLine((l) => l.startsWith('{"now"'), 600_000)
-  const exit = await seeder.exited
+  // its summary is its last line: it only has chDB to close
+  const exit = await Promise.race([seeder.exited, sleep(60_000).then(() => undefined)])
+  if (exit === undefined) {
+    await stopChild(seeder, 'SIGTERM', 5_000)
+    throw new Error('bench/queries.ts did not exit within 60 s of its summary')
+  }
   if (exit.code !== 0) throw new Error(`bench/queries.ts exited with ${exit.code}`)
   const inProcess = JSON.parse(summaryLine) as QuerySummary
+  // its table, from the lines kept of its output (the last 200, stderr's among them)
   const first = seeder.lines.findIndex((l) => l.startsWith('| query'))
-  const table = seeder.lines.slice(first, seeder.lines.indexOf(summaryLine))
+  const table =
+    first < 0
+      ? ["(queries.ts's table is not among the lines kept of its output)"]
+      : seeder.lines.slice(first, seeder.lines.indexOf(summaryLine))
   while (table.at(-1) === '') table.pop()
 
   const port = await freePort()
@@ -97,13 +108,17 @@ export async function dashboardReads(spec: DashboardSpec): Promise<DashboardRun>
   )
   const base = `http://127.0.0.1:${port}`
   await waitFor200(`${base}/readyz`, 60_000, () => svc.proc.exitCode === null)
+  // its redis-server is killed at exit too, should the service die before stopping it
+  const redis = JSON.parse(readFileSync(join(dataDir, 'redis', 'server.json'), 'utf8')) as { pid: number }
+  trackPid(redis.pid)
   const token = (sub: string, role: 'referrer' | 'admin') =>
     new SignJWT({ role })
       .setProtectedHeader({ alg: 'HS256' })
       .setSubject(sub)
       .setExpirationTime('1h')
       .sign(new TextEncoder().encode(spec.jwtSecret))
-  // the referrer and the range queries.ts times in-process (its seed's clock)
+  // the referrer and the range queries.ts times in-process (its seed's clock); the route
+  // widens `from` to the start of its day, a few more hourly rollup rows than in-process
   const range = `from=${new Date(inProcess.now - 30 * DAY).toISOString()}&to=${new Date(inProcess.now).toISOString()}`
   // 40 in both modes (each is quick): with fewer, the nearest-rank p95 is one slow run away from the max
   const runs = 40

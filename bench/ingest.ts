@@ -356,7 +356,11 @@ async function main(): Promise<void> {
   // a failure here still prints the ingest figures above, and says what failed
   const dash = QUERIES
     ? await dashboardReads({ root: ROOT, quick: QUICK, env: serviceEnv(), jwtSecret: JWT_SECRET, log }).catch(
-        (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+        (e: unknown) => {
+          const err = e instanceof Error ? e : new Error(String(e))
+          process.stderr.write(`dashboard reads failed: ${err.stack ?? err.message}\n${childrenReport()}\n`)
+          return err
+        },
       )
     : undefined
   const md = [
@@ -382,9 +386,13 @@ async function main(): Promise<void> {
         ? []
         : dash instanceof Error
           ? [
-              row("the dashboard's reads over a seeded history", `failed: ${dash.message.slice(0, 200)}`, {
-                verdict: 'FAIL',
-              }),
+              row(
+                "the dashboard's reads over a seeded history",
+                `failed: ${dash.message.replace(/\s*\n\s*/g, ' / ').slice(0, 200)} (stderr has the rest)`,
+                {
+                  verdict: 'FAIL',
+                },
+              ),
             ]
           : dashboardRows(dash)),
     ]),
