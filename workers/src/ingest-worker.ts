@@ -12,6 +12,7 @@ import {
   type QueuedEvent,
   type ResolvedConfig,
   whenReady,
+  writeTogether,
 } from '@referral/core'
 import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq'
 import { applyJobs, type StoredGroup } from './apply.ts'
@@ -179,6 +180,8 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
     let want = 1
     while (n < groupLimit && !closing) {
       const room = Math.ceil((groupLimit - n) / per)
+      // the fetches, a script call each, in one write (and redis-server's one read)
+      writeTogether(connection)
       const got = await Promise.all(
         Array.from({ length: Math.min(want, room) }, () => worker.getNextJob(token, { block: false })),
       )
@@ -245,6 +248,7 @@ export async function startIngestWorker(deps: IngestWorkerDeps): Promise<IngestW
       if (applied?.outboxRows !== undefined && !Number.isNaN(applied.outboxRows))
         outboxRowsKnown = applied.outboxRows
       stats.applyMs += performance.now() - t0
+      writeTogether(connection)
       await Promise.all(jobs.map((j) => j.moveToCompleted('done', token, false)))
       stats.groups++
       stats.jobs += jobs.length
