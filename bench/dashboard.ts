@@ -1,14 +1,16 @@
-import { mkdtempSync, readFileSync } from 'node:fs'
+import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { SignJWT } from 'jose'
-import { httpAgent, send, waitFor200 } from './load.ts'
+import { httpAgent, send, signToken, waitFor200 } from './load.ts'
+import { embeddedRedis } from './pipeline.ts'
 import { freePort, sleep, startChild, stopChild, trackPid, trackTmpDir } from './proc.ts'
 import { pct } from './steady.ts'
 
 /** What `bench/queries.ts --data-dir` prints last: the seed's clock and each case's figures (ms). */
 export interface QuerySummary {
   now: number
+  /** events seeded */
+  events: number
   /** timed runs of each case (10 quick: its p95 is then the slowest) */
   runs: number
   cases: Record<string, { p50: number; p95: number }>
@@ -34,7 +36,6 @@ export interface Timed {
 }
 
 export interface DashboardRun {
-  events: number
   /** queries.ts's own table, each query in-process (no HTTP) */
   table: string[]
   inProcess: QuerySummary
@@ -109,14 +110,7 @@ export async function dashboardReads(spec: DashboardSpec): Promise<DashboardRun>
   const base = `http://127.0.0.1:${port}`
   await waitFor200(`${base}/readyz`, 60_000, () => svc.proc.exitCode === null)
   // its redis-server is killed at exit too, should the service die before stopping it
-  const redis = JSON.parse(readFileSync(join(dataDir, 'redis', 'server.json'), 'utf8')) as { pid: number }
-  trackPid(redis.pid)
-  const token = (sub: string, role: 'referrer' | 'admin') =>
-    new SignJWT({ role })
-      .setProtectedHeader({ alg: 'HS256' })
-      .setSubject(sub)
-      .setExpirationTime('1h')
-      .sign(new TextEncoder().encode(spec.jwtSecret))
+  trackPid(embeddedRedis(dataDir).pid)
   // the referrer and the range queries.ts times in-process (its seed's clock); the route
   // widens `from` to the start of its day, a few more hourly rollup rows than in-process
   const range = `from=${new Date(inProcess.now - 30 * DAY).toISOString()}&to=${new Date(inProcess.now).toISOString()}`
@@ -128,17 +122,16 @@ export async function dashboardReads(spec: DashboardSpec): Promise<DashboardRun>
     const earnings = await timeGets(
       agent,
       `${base}/v1/me/earnings?${range}&interval=day&tz=UTC`,
-      await token('r42', 'referrer'),
+      await signToken(spec.jwtSecret, 'r42'),
       runs,
     )
     const funnel = await timeGets(
       agent,
       `${base}/v1/admin/funnel?${range}`,
-      await token('bench-admin', 'admin'),
+      await signToken(spec.jwtSecret, 'bench-admin', { role: 'admin' }),
       runs,
     )
     return {
-      events: spec.quick ? 1_000_000 : 10_000_000,
       table,
       inProcess,
       earnings,

@@ -373,10 +373,19 @@ export function rows(shape: Shape, b: Baseline, s: ServiceRun): Row[] {
 
 /**
  * The dashboard's two reads with targets, through the service over the seeded history, each
- * against the same query's p95 in-process in the same run (what HTTP, auth and JSON add).
+ * against the same query's p95 in-process in the same run (what HTTP, auth and JSON add); or
+ * the one row saying the phase failed.
  */
-export function dashboardRows(d: DashboardRun): Row[] {
-  const events = `${(d.events / 1e6).toFixed(0)}M`
+export function dashboardRows(d: DashboardRun | Error): Row[] {
+  if (d instanceof Error) {
+    const why = d.message.replace(/\s*\n\s*/g, ' / ').slice(0, 200)
+    return [
+      row("the dashboard's reads over a seeded history", `failed: ${why} (stderr has the rest)`, {
+        verdict: 'FAIL',
+      }),
+    ]
+  }
+  const events = `${(d.inProcess.events / 1e6).toFixed(0)}M`
   const read = (name: string, t: Timed, inProcess: number | undefined, targetMs: number) =>
     row(
       `${name} over ${events} seeded events, p95 (${t.runs} runs; p50 ${fmt.ms(t.p50)}, max ${fmt.ms(t.max)})`,

@@ -1,5 +1,6 @@
 import { Agent, request } from 'node:http'
 import autocannon from 'autocannon'
+import { SignJWT } from 'jose'
 
 /** The load generators of `npm run bench`: autocannon for single requests, node:http loops for batches. */
 
@@ -179,6 +180,19 @@ export async function batchLoops(t: BatchTarget): Promise<BatchRun> {
   await Promise.all(Array.from({ length: t.loops }, (_, n) => loop(n)))
   agent.destroy()
   return run
+}
+
+/** A dashboard token (HS256) for `sub`, as the service's auth checks it: a referrer's unless `role` says admin. */
+export function signToken(
+  secret: string,
+  sub: string,
+  opts: { role?: 'referrer' | 'admin'; expiresIn?: string } = {},
+): Promise<string> {
+  return new SignJWT(opts.role === undefined ? {} : { role: opts.role })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject(sub)
+    .setExpirationTime(opts.expiresIn ?? '1h')
+    .sign(new TextEncoder().encode(secret))
 }
 
 export async function getJson<T>(url: string, headers: Record<string, string>): Promise<T> {

@@ -39,11 +39,16 @@ export interface AofRewrites {
   childCpuS: number
 }
 
-export async function openPipeline(dataDir: string): Promise<Pipeline> {
-  const state = JSON.parse(readFileSync(join(dataDir, 'redis', 'server.json'), 'utf8')) as {
+/** The redis-server a service on the embedded default started for DATA_DIR (it writes redis/server.json). */
+export function embeddedRedis(dataDir: string): { pid: number; port: number } {
+  return JSON.parse(readFileSync(join(dataDir, 'redis', 'server.json'), 'utf8')) as {
     pid: number
     port: number
   }
+}
+
+export async function openPipeline(dataDir: string): Promise<Pipeline> {
+  const state = embeddedRedis(dataDir)
   const connection = new Redis({
     host: '127.0.0.1',
     port: state.port,

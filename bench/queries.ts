@@ -190,7 +190,7 @@ async function main(): Promise<void> {
     '| --- | ---: | ---: | ---: | ---: | ---: | --- |',
   ]
   const p95s = new Map<string, number>()
-  const summary: QuerySummary = { now, runs: RUNS, cases: {} }
+  const summary: QuerySummary = { now, events: N, runs: RUNS, cases: {} }
   for (const c of cases) {
     await c.before?.()
     await c.run() // warm

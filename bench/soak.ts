@@ -4,7 +4,7 @@ import { openClickHouse, queryRows } from '@referral/clickhouse'
 import { makeKeys, makeRedis, parseConfig, QUEUE_NAMES } from '@referral/core'
 import { reconcile } from '@referral/workers'
 import { Queue } from 'bullmq'
-import { SignJWT } from 'jose'
+import { signToken } from './load.ts'
 import { childrenReport, installCleanup, shutdownAll, sleep, startChild } from './proc.ts'
 import { fmt, machine } from './report.ts'
 import {
@@ -60,11 +60,7 @@ async function makeCodes(url: string): Promise<Array<{ user: string; code: strin
   const out = []
   for (let i = 0; i < REFERRERS; i++) {
     const user = `soak-ref-${i}`
-    const jwt = await new SignJWT({})
-      .setProtectedHeader({ alg: 'HS256' })
-      .setSubject(user)
-      .setExpirationTime('2h')
-      .sign(new TextEncoder().encode(JWT_SECRET))
+    const jwt = await signToken(JWT_SECRET, user, { expiresIn: '2h' })
     const res = await fetch(`${url}/v1/me/referral`, { headers: { authorization: `Bearer ${jwt}` } })
     out.push({ user, code: ((await res.json()) as { code: string }).code })
   }
