@@ -74,6 +74,7 @@ const envSchema = z.object({
   WEBHOOK_SECRET: optionalString.pipe(z.string().min(16, 'at least 16 characters').optional()),
   WORKER_THREAD: z.enum(['true', 'false']).default('false'),
   WORKER_THREAD_NICE: intFrom(10, 0, 19),
+  CHDB_THREAD_NICE: intFrom(19, 0, 19),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
 
@@ -191,6 +192,12 @@ export interface Config {
    * workers catch up once the API leaves them the CPU. 0: the same priority
    */
   workerThreadNice: number
+  /**
+   * on the embedded default, how much lower than the API's chDB's own threads run (Linux
+   * nice, per thread): a woken HTTP or Redis thread gets a core at once, and ClickHouse's
+   * inserts and merges take what is left while the outbox holds their rows. 0: the same
+   */
+  chdbThreadNice: number
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 }
 
@@ -281,6 +288,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     webhookRetryBaseMs: e.WEBHOOK_RETRY_BASE_MS,
     workerThread: e.WORKER_THREAD === 'true',
     workerThreadNice: e.WORKER_THREAD_NICE,
+    chdbThreadNice: e.CHDB_THREAD_NICE,
     logLevel: e.LOG_LEVEL,
   }
 }

@@ -1,4 +1,5 @@
 export * from './demo.ts'
+export * from './engine-threads.ts'
 export * from './ops.ts'
 export * from './redis-server.ts'
 export * from './secrets.ts'

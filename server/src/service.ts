@@ -42,6 +42,7 @@ import {
 import { Queue } from 'bullmq'
 import type { Hono } from 'hono'
 import type { Redis } from 'ioredis'
+import { lowerEngineThreads } from './engine-threads.ts'
 import { type RedisServer, startRedisServer } from './redis-server.ts'
 import {
   addClickHouseMetrics,
@@ -150,6 +151,16 @@ export async function startService(opts: StartOptions): Promise<Service> {
     const stopRuntimeMetrics = addRuntimeMetrics(metrics)
     cleanups.push(async () => stopRuntimeMetrics())
     if (ch !== null) addClickHouseMetrics(metrics, ch)
+    if (ch?.mode === 'chdb') {
+      const engine = lowerEngineThreads({ nice: config.chdbThreadNice, everyMs: 1000, log })
+      cleanups.push(async () => engine.stop())
+      metrics.add({
+        name: 'ra_chdb_threads_lowered_total',
+        help: "chDB's threads moved to CHDB_THREAD_NICE's lower CPU priority",
+        type: 'counter',
+        read: () => engine.lowered,
+      })
+    }
     let workersThread: WorkersThread | null = null
     const workerMetrics = (stats: WorkerStats) => addWorkerMetrics(metrics, stats)
     if (role === 'all' && config.workerThread) {
