@@ -22,7 +22,7 @@ export const pct = (sorted: readonly number[], q: number): number =>
     ? Number.NaN
     : (sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] ?? 0)
 
-/** Requests at `ratePerSec` for `durationMs`; each latency counts from when it was due. */
+/** Requests at `ratePerSec` for `durationMs`; each latency counts from when it was due, or sent if earlier. */
 export async function fixedRate(
   send: () => Promise<boolean>,
   ratePerSec: number,
@@ -38,9 +38,12 @@ export async function fixedRate(
     if (due - t0 >= durationMs) break
     const wait = due - performance.now()
     if (wait > 0) await new Promise((r) => setTimeout(r, wait))
+    // a timer can fire up to ~1 ms before `due` (libuv's clock is in whole ms): a request
+    // sent early counts from when it was sent, one sent late from when it was due
+    const from = Math.min(due, performance.now())
     const p = send().then(
       (ok) => {
-        if (ok) samples.push(performance.now() - due)
+        if (ok) samples.push(performance.now() - from)
         else errors++
       },
       () => {
