@@ -2,7 +2,7 @@ import { readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { makeLogger } from '@referral/core'
 import { freePort, isNodeThread, lowerEngineThreads, readThread } from '@referral/server'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { type ChildService, startChild } from './support/child.ts'
 import { codeFor, eventually, http, statsFor } from './support/client.ts'
 import { tempDir } from './support/env.ts'
@@ -44,10 +44,11 @@ describe("chDB's threads at a lower CPU priority", () => {
   const dir = tempDir()
   let child: ChildService | undefined
   afterEach(async () => {
-    child?.proc.kill('SIGKILL')
+    child?.proc.kill('SIGTERM') // it stops its redis-server too
     await child?.exited
     child = undefined
   })
+  afterAll(() => dir.remove())
 
   it("runs every one of ClickHouse's threads at CHDB_THREAD_NICE, and Node's threads at 0", async () => {
     child = await startChild(join(dir.path, 'lowered'), await freePort(), { CLICKHOUSE_FLUSH_MS: '100' })
