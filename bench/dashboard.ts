@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { httpAgent, send, signToken, waitFor200 } from './load.ts'
 import { embeddedRedis } from './pipeline.ts'
-import { freePort, sleep, startChild, stopChild, trackPid, trackTmpDir } from './proc.ts'
+import { freePort, npmStart, sleep, startChild, stopChild, trackPid, trackTmpDir } from './proc.ts'
 import { pct } from './steady.ts'
 
 /** What `bench/queries.ts --data-dir` prints last: the seed's clock and each case's figures (ms). */
@@ -98,15 +98,11 @@ export async function dashboardReads(spec: DashboardSpec): Promise<DashboardRun>
     PORT: String(port),
     CLICKHOUSE_DATABASE: 'bench',
   })
-  const svc = startChild(
-    'service (dashboard)',
-    process.execPath,
-    [join(spec.root, 'server', 'dist', 'main.mjs')],
-    {
-      env,
-      cwd: spec.root,
-    },
-  )
+  const start = npmStart(spec.root)
+  const svc = startChild('service (dashboard)', process.execPath, [...start.flags, start.script], {
+    env,
+    cwd: spec.root,
+  })
   const base = `http://127.0.0.1:${port}`
   await waitFor200(`${base}/readyz`, 60_000, () => svc.proc.exitCode === null)
   // its redis-server is killed at exit too, should the service die before stopping it

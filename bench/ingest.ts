@@ -25,6 +25,7 @@ import {
   installCleanup,
   isAlive,
   memoryKb,
+  npmStart,
   shutdownAll,
   sleep,
   startChild,
@@ -150,7 +151,8 @@ async function service(): Promise<ServiceRun> {
   const profileArgs = PROFILE
     ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'results', 'profiles')}`]
     : []
-  // what `npm start` runs: the bundle (npm run bench builds it first)
+  // what `npm start` runs: the bundle (npm run bench builds it first), with its node flags
+  const start = npmStart(ROOT)
   const spawnedAt = performance.now()
   /** with --profile: the service's seconds (about its profile's), to pick a phase's samples */
   const profileAt = () =>
@@ -158,7 +160,7 @@ async function service(): Promise<ServiceRun> {
   const svc = startChild(
     'service',
     process.execPath,
-    [...profileArgs, ...NODE_FLAGS, join(ROOT, 'server', 'dist', 'main.mjs')],
+    [...start.flags, ...profileArgs, ...NODE_FLAGS, start.script],
     {
       env,
       cwd: ROOT,
@@ -358,7 +360,7 @@ async function main(): Promise<void> {
     `# Ingest benchmark (${QUICK ? 'quick' : 'full'} mode)`,
     '',
     ...machine(),
-    `- whole run: ${fmt.s(performance.now() - startedAt)}; service: embedded redis-server (REDIS_APPENDFSYNC default) + chDB, one process${NODE_FLAGS.length > 0 ? `; node flags: ${NODE_FLAGS.join(' ')}` : ''}`,
+    `- whole run: ${fmt.s(performance.now() - startedAt)}; service: embedded redis-server (REDIS_APPENDFSYNC default) + chDB, one process, as \`npm start\` runs it (node ${[...npmStart(ROOT).flags, ...NODE_FLAGS].join(' ')})`,
     `- batch events carry type, id and code only; single-event body: \`{"type":"click","code":"<CODE>","visitor_id":"v1"}\``,
     '',
     ...table([

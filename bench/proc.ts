@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { readFileSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { join } from 'node:path'
 
 /**
  * Child processes and temp dirs of one bench run. Every child is spawned in its own process
@@ -227,6 +228,23 @@ export function memoryKb(pid: number): { rss: number; hwm: number } | undefined 
   }
   const field = (name: string) => Number(text.match(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm'))?.[1] ?? 0)
   return { rss: field('VmRSS'), hwm: field('VmHWM') }
+}
+
+/**
+ * What `npm start` runs after its build (package.json's serve script): its node flags and the
+ * bundle, so that the bench measures the service as it is started. Flags given after these
+ * override them.
+ */
+export function npmStart(root: string): { flags: string[]; script: string } {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+    scripts: Record<string, string>
+  }
+  const start = pkg.scripts.serve ?? ''
+  const [node, ...args] = start.replace(/^exec /, '').split(/\s+/)
+  const script = args.pop()
+  if (node !== 'node' || script === undefined || args.some((a) => !a.startsWith('--')))
+    throw new Error(`npm run serve is not "node [--flags] <script>": ${start}`)
+  return { flags: args, script: join(root, script) }
 }
 
 export function freePort(): Promise<number> {

@@ -17,7 +17,8 @@ export interface ChildService {
 
 /**
  * `npm start` as a real process: the bundle it runs (server/dist, built before the tests by
- * vitest's global setup), embedded Redis and chDB under dataDir.
+ * vitest's global setup), embedded Redis and chDB under dataDir; without the start script's
+ * node flags, which size V8's young generation and change no behaviour.
  */
 export async function startChild(
   dataDir: string,
