@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { freePort } from '@referral/server'
 import { afterAll, describe, expect, it } from 'vitest'
-import { INGEST_KEY, JWT_SECRET, tempDir } from './support/env.ts'
+import { childEnv } from './support/child.ts'
+import { tempDir } from './support/env.ts'
 
 const ROOT = join(import.meta.dirname, '..')
 
@@ -35,16 +36,7 @@ describe('the npm scripts pass SIGTERM to the service', () => {
       let out = ''
       const npm = spawn('npm', ['run', script], {
         cwd: ROOT,
-        env: {
-          PATH: process.env.PATH ?? '',
-          HOME: process.env.HOME ?? '',
-          DATA_DIR: dataDir,
-          PORT: String(port),
-          HOST: '127.0.0.1',
-          INGEST_API_KEY: INGEST_KEY,
-          AUTH_JWT_SECRET: JWT_SECRET,
-          LOG_LEVEL: 'info',
-        },
+        env: childEnv(dataDir, port, { LOG_LEVEL: 'info' }),
         stdio: ['ignore', 'pipe', 'pipe'],
       })
       npm.stdout.on('data', (d: Buffer) => {

@@ -15,6 +15,25 @@ export interface ChildService {
   exited: Promise<number | null>
 }
 
+/** A service process's environment: the embedded default under dataDir, the tests' secrets. */
+export function childEnv(
+  dataDir: string,
+  port: number,
+  env: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? '',
+    HOME: process.env.HOME ?? '',
+    DATA_DIR: dataDir,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    INGEST_API_KEY: INGEST_KEY,
+    AUTH_JWT_SECRET: JWT_SECRET,
+    LOG_LEVEL: 'warn',
+    ...env,
+  }
+}
+
 /**
  * `npm start` as a real process: the bundle it runs (server/dist, built before the tests by
  * vitest's global setup), embedded Redis and chDB under dataDir; without the start script's
@@ -29,17 +48,7 @@ export async function startChild(
   let out = ''
   const proc = spawn(process.execPath, ['server/dist/main.mjs', `--role=${role}`], {
     cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '',
-      DATA_DIR: dataDir,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      INGEST_API_KEY: INGEST_KEY,
-      AUTH_JWT_SECRET: JWT_SECRET,
-      LOG_LEVEL: 'warn',
-      ...env,
-    },
+    env: childEnv(dataDir, port, env),
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   proc.stdout?.on('data', (d: Buffer) => {
