@@ -6,7 +6,7 @@ import type { Logger } from '@referral/core'
 export const isNodeThread = (name: string): boolean => /^(node|libuv|V8 |Worker|inspector)/.test(name)
 
 export interface EngineThreads {
-  /** threads lowered so far (a thread counts once, however often it is checked) */
+  /** threads lowered so far (a thread counts once while it lives, however often it is checked) */
   readonly lowered: number
   stop(): void
 }
@@ -46,6 +46,13 @@ export function lowerEngineThreads(opts: {
   }
   if (opts.nice === 0) return state
 
+  /**
+   * threads that two scans in a row found needing nothing (Node's own, or already low enough):
+   * not read again. Twice, because a new thread bears its creator's name until it names itself,
+   * and ClickHouse raises its MemoryWorker once it starts; Linux does not reuse a thread id
+   * before pid_max's wrap.
+   */
+  const quiet = new Map<string, number>()
   const scan = (): boolean => {
     let tids: string[]
     try {
@@ -57,11 +64,18 @@ export function lowerEngineThreads(opts: {
       )
       return false
     }
+    const listed = new Set(tids)
+    for (const tid of quiet.keys()) if (!listed.has(tid)) quiet.delete(tid)
+    for (const tid of seen) if (!listed.has(tid)) seen.delete(tid)
     for (const tid of tids) {
-      if (tid === mainTid) continue
+      if (tid === mainTid || (quiet.get(tid) ?? 0) >= 2) continue
       const thread = readThread(`${taskDir}/${tid}/stat`)
-      // gone since the listing, Node's own, or already low enough
-      if (thread === null || isNodeThread(thread.name) || thread.nice >= opts.nice) continue
+      if (thread === null) continue // gone since the listing
+      if (isNodeThread(thread.name) || thread.nice >= opts.nice) {
+        quiet.set(tid, (quiet.get(tid) ?? 0) + 1)
+        continue
+      }
+      quiet.set(tid, 0)
       try {
         setPriority(Number(tid), opts.nice)
       } catch {
