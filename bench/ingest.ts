@@ -66,6 +66,8 @@ const CONNECTIONS = 50
 const LOOPS = 8
 const BATCH = 1000
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+/** what `npm start` runs (package.json's serve script): its node flags and the bundle */
+const START = npmStart(ROOT)
 const startedAt = performance.now()
 
 const INGEST_KEY = randomBytes(16).toString('hex') // 32 chars
@@ -152,7 +154,6 @@ async function service(): Promise<ServiceRun> {
     ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'results', 'profiles')}`]
     : []
   // what `npm start` runs: the bundle (npm run bench builds it first), with its node flags
-  const start = npmStart(ROOT)
   const spawnedAt = performance.now()
   /** with --profile: the service's seconds (about its profile's), to pick a phase's samples */
   const profileAt = () =>
@@ -160,7 +161,7 @@ async function service(): Promise<ServiceRun> {
   const svc = startChild(
     'service',
     process.execPath,
-    [...start.flags, ...profileArgs, ...NODE_FLAGS, start.script],
+    [...START.flags, ...profileArgs, ...NODE_FLAGS, START.script],
     {
       env,
       cwd: ROOT,
@@ -360,7 +361,7 @@ async function main(): Promise<void> {
     `# Ingest benchmark (${QUICK ? 'quick' : 'full'} mode)`,
     '',
     ...machine(),
-    `- whole run: ${fmt.s(performance.now() - startedAt)}; service: embedded redis-server (REDIS_APPENDFSYNC default) + chDB, one process, as \`npm start\` runs it (node ${[...npmStart(ROOT).flags, ...NODE_FLAGS].join(' ')})`,
+    `- whole run: ${fmt.s(performance.now() - startedAt)}; service: embedded redis-server (REDIS_APPENDFSYNC default) + chDB, one process, as \`npm start\` runs it (node ${[...START.flags, ...NODE_FLAGS].join(' ')})`,
     `- batch events carry type, id and code only; single-event body: \`{"type":"click","code":"<CODE>","visitor_id":"v1"}\``,
     '',
     ...table([

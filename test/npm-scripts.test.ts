@@ -1,12 +1,9 @@
-import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { freePort } from '@referral/server'
 import { afterAll, describe, expect, it } from 'vitest'
-import { childEnv } from './support/child.ts'
+import { childEnv, spawnService } from './support/child.ts'
 import { tempDir } from './support/env.ts'
-
-const ROOT = join(import.meta.dirname, '..')
 
 const alive = (pid: number): boolean => {
   try {
@@ -33,42 +30,21 @@ describe('the npm scripts pass SIGTERM to the service', () => {
     async (script) => {
       const dataDir = join(dir.path, script.replace(':', '-'))
       const port = await freePort()
-      let out = ''
-      const npm = spawn('npm', ['run', script], {
-        cwd: ROOT,
-        env: childEnv(dataDir, port, { LOG_LEVEL: 'info' }),
-        stdio: ['ignore', 'pipe', 'pipe'],
-      })
-      npm.stdout.on('data', (d: Buffer) => {
-        out += d.toString()
-      })
-      npm.stderr.on('data', (d: Buffer) => {
-        out += d.toString()
-      })
-      const exited = new Promise<number | null>((resolve) => npm.once('exit', (code) => resolve(code)))
+      const env = childEnv(dataDir, port, { LOG_LEVEL: 'info' })
+      const npm = await spawnService('npm', ['run', script], env, port)
       try {
-        const deadline = Date.now() + 60_000
-        for (;;) {
-          const ready = await fetch(`http://127.0.0.1:${port}/readyz`).then(
-            (r) => r.status === 200,
-            () => false,
-          )
-          if (ready) break
-          if (Date.now() > deadline || npm.exitCode !== null) throw new Error(`not ready:\n${out}`)
-          await new Promise((r) => setTimeout(r, 100))
-        }
         const redis = JSON.parse(readFileSync(join(dataDir, 'redis', 'server.json'), 'utf8')) as {
           pid: number
         }
         expect(alive(redis.pid)).toBe(true)
 
-        npm.kill('SIGTERM')
-        expect(await exited).toBe(0)
-        expect(out).toContain('"msg":"shutting down"')
+        npm.proc.kill('SIGTERM')
+        expect(await npm.exited).toBe(0)
+        expect(npm.output()).toContain('"msg":"shutting down"')
         expect(alive(redis.pid)).toBe(false)
-        await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow()
+        await expect(fetch(`${npm.url}/healthz`)).rejects.toThrow()
       } finally {
-        npm.kill('SIGKILL')
+        npm.proc.kill('SIGKILL')
       }
     },
   )

@@ -193,9 +193,9 @@ export interface Config {
    */
   workerThreadNice: number
   /**
-   * on the embedded default, how much lower than the API's chDB's own threads run (Linux
-   * nice, per thread): a woken HTTP or Redis thread gets a core at once, and ClickHouse's
-   * inserts and merges take what is left while the outbox holds their rows. 0: the same
+   * on the embedded default, how much lower than Node's chDB's own threads run (Linux nice,
+   * per thread): the event loop gets a core first, and ClickHouse's inserts and merges take
+   * what is left while the outbox holds their rows. 0: the same
    */
   chdbThreadNice: number
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'

@@ -28,13 +28,12 @@ export function lowerEngineThreads(opts: {
   nice: number
   everyMs: number
   log: Logger
-  /** the process's threads (tests point it at a child's) */
+  /** the process's threads (a test points it where there are none) */
   taskDir?: string
-  /** the main thread's id, never lowered */
-  mainTid?: number
 }): EngineThreads {
   const taskDir = opts.taskDir ?? '/proc/self/task'
-  const mainTid = String(opts.mainTid ?? process.pid)
+  // never lowered, whatever it is called (process.title renames it)
+  const mainTid = String(process.pid)
   const seen = new Set<string>()
   let timer: NodeJS.Timeout | undefined
   const state = {

@@ -45,12 +45,23 @@ export async function startChild(
   env: Record<string, string> = {},
   role: 'all' | 'api' | 'workers' = 'all',
 ): Promise<ChildService> {
+  const args = ['server/dist/main.mjs', `--role=${role}`]
+  return spawnService(process.execPath, args, childEnv(dataDir, port, env), port, role === 'workers')
+}
+
+/**
+ * A service started by `command` (node, or npm with one of its scripts), its output kept,
+ * once its /readyz answers 200 (or, with no HTTP, once it has run a moment without failing).
+ */
+export async function spawnService(
+  command: string,
+  args: string[],
+  env: Record<string, string>,
+  port: number,
+  noHttp = false,
+): Promise<ChildService> {
   let out = ''
-  const proc = spawn(process.execPath, ['server/dist/main.mjs', `--role=${role}`], {
-    cwd: ROOT,
-    env: childEnv(dataDir, port, env),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const proc = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
   proc.stdout?.on('data', (d: Buffer) => {
     out += d.toString()
   })
@@ -59,7 +70,7 @@ export async function startChild(
   })
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)))
   const url = `http://127.0.0.1:${port}`
-  if (role === 'workers') {
+  if (noHttp) {
     // no HTTP here: ready once it says nothing went wrong for a moment
     await new Promise((r) => setTimeout(r, 3000))
     if (proc.exitCode !== null) throw new Error(`workers exited early (${proc.exitCode}):\n${out}`)
