@@ -385,7 +385,7 @@ export function dashboardRows(d: DashboardRun | Error): Row[] {
       }),
     ]
   }
-  const events = `${(d.inProcess.events / 1e6).toFixed(0)}M`
+  const events = fmt.int(d.inProcess.events)
   const read = (name: string, t: Timed, inProcess: number | undefined, targetMs: number) =>
     row(
       `${name} over ${events} seeded events, p95 (${t.runs} runs; p50 ${fmt.ms(t.p50)}, max ${fmt.ms(t.max)})`,

@@ -128,7 +128,7 @@ async function baseline(): Promise<Baseline> {
   const { stats } = await probes.done
   await stopChild(bare, 'SIGTERM', 5_000)
   log("baseline: fdatasync on the data directory's disk")
-  const fdatasync = await fdatasyncProbe(tmpdir(), 200, QUICK ? 2_000 : 5_000)
+  const fdatasync = await fdatasyncProbe(tmpdir(), 200, QUICK ? 1_000 : 5_000)
   return { single, singleCpu, batch, stats, fdatasync }
 }
 
@@ -361,7 +361,7 @@ async function main(): Promise<void> {
     `# Ingest benchmark (${QUICK ? 'quick' : 'full'} mode)`,
     '',
     ...machine(),
-    `- whole run: ${fmt.s(performance.now() - startedAt)}; service: embedded redis-server (REDIS_APPENDFSYNC default) + chDB, one process, as \`npm start\` runs it (node ${[...START.flags, ...NODE_FLAGS].join(' ')})`,
+    `- whole run: ${fmt.s(performance.now() - startedAt)}${QUICK ? ' (quick mode is to take under a minute, with the build before it)' : ''}; service: embedded redis-server (REDIS_APPENDFSYNC default) + chDB, one process, as \`npm start\` runs it (node ${[...START.flags, ...NODE_FLAGS].join(' ')})`,
     `- batch events carry type, id and code only; single-event body: \`{"type":"click","code":"<CODE>","visitor_id":"v1"}\``,
     '',
     ...table([
