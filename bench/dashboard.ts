@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { httpAgent, send, signToken, waitFor200 } from './load.ts'
 import { embeddedRedis } from './pipeline.ts'
 import { freePort, npmStart, sleep, startChild, stopChild, trackPid, trackTmpDir } from './proc.ts'
+import { fmt } from './report.ts'
 import { pct } from './steady.ts'
 
 /** What `bench/queries.ts --data-dir` prints last: the seed's clock and each case's figures (ms). */
@@ -57,8 +58,11 @@ export interface DashboardSpec {
 
 const DAY = 86_400_000
 
+/** The events queries.ts seeds: 10M, the targets' scale; 200k quick, for the quick bench's minute. */
+export const SEED_EVENTS = { full: 10_000_000, quick: 200_000 } as const
+
 /**
- * The dashboard's reads over a seeded history (10M events; 200k with --quick): queries.ts seeds
+ * The dashboard's reads over a seeded history (SEED_EVENTS): queries.ts seeds
  * a data directory and times each query in-process, then the service starts on that very
  * history (as `npm start` would, its own redis-server beside it) and the two reads with
  * targets are timed over HTTP, 40 times each (20 quick), one request at a time after a warm-up, against
@@ -73,7 +77,9 @@ export async function dashboardReads(spec: DashboardSpec): Promise<DashboardRun>
     `--data-dir=${dataDir}`,
     ...(spec.quick ? ['--quick'] : []),
   ]
-  spec.log(`dashboard: seeding ${spec.quick ? '200k' : '10M'} events, the queries in-process`)
+  spec.log(
+    `dashboard: seeding ${fmt.int(SEED_EVENTS[spec.quick ? 'quick' : 'full'])} events, the queries in-process`,
+  )
   const seeder = startChild('queries', process.execPath, seedArgs, { env: process.env, cwd: spec.root })
   const summaryLine = await seeder.waitForLine((l) => l.startsWith('{"now"'), 600_000)
   // its summary is its last line: it only has chDB to close

@@ -14,7 +14,14 @@ import {
 import { migrate, openClickHouse, queryRows } from '@referral/clickhouse'
 import { buckets } from '@referral/core'
 import { earningsSeries } from '../api/src/routes/me-analytics.ts'
-import { EARNINGS_CASE, FUNNEL_CASE, FUNNEL_RECLICK_CASE, type QuerySummary } from './dashboard.ts'
+import {
+  EARNINGS_CASE,
+  FUNNEL_CASE,
+  FUNNEL_RECLICK_CASE,
+  type QuerySummary,
+  SEED_EVENTS,
+} from './dashboard.ts'
+import { fmt } from './report.ts'
 import { pct } from './steady.ts'
 
 /**
@@ -26,7 +33,7 @@ import { pct } from './steady.ts'
  * last two cases add clicks after some signups first (what the funnel leaves to windowFunnel).
  */
 const quick = process.argv.includes('--quick')
-const N = quick ? 200_000 : 10_000_000
+const N = SEED_EVENTS[quick ? 'quick' : 'full']
 // 40 runs: with 20, the nearest-rank p95 is the 19th of 20, one slow run away from the max
 // (quick: 5, and its p95 is the slowest; the quick bench has a minute for everything)
 const RUNS = quick ? 5 : 40
@@ -190,7 +197,7 @@ async function main(): Promise<void> {
     },
   ]
   const lines = [
-    `# Query benchmark (${quick ? 'quick' : 'full'}): ${N.toLocaleString('en-US')} events in chDB`,
+    `# Query benchmark (${quick ? 'quick' : 'full'}): ${fmt.int(N)} events in chDB`,
     '',
     `${new Date().toISOString()} · ${cpus().length} × ${cpus()[0]?.model ?? '?'} · node ${process.version} · load ${loadavg()
       .map((l) => l.toFixed(2))
