@@ -128,8 +128,8 @@ export function moneyRules(ctx: MoneyContext): {
         setUser(e.user_id, { convertedAt: e.ts })
         row.first_purchase = 1
         // the funnel's purchase step carries the buyer's signup (0009), so it is not joined at
-        // read. Not when the state holds no visitor: the signup had none, or it was stored
-        // before visitors were kept in the user's state; the join finds the answer for both
+        // read; with visitor '' when the signup had none. Not when the state has no visitor
+        // field at all (a signup stored before signups recorded it): the join finds its visitor
         if (buyer.referredAt !== undefined && buyer.visitor !== undefined) {
           Object.assign(row, {
             signup_visitor_id: buyer.visitor,

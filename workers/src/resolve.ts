@@ -231,7 +231,8 @@ export function resolveBatch(
     const seen: Partial<UserState> = {
       signedUpAt: e.ts,
       ...(e.ip === undefined ? {} : { ip: e.ip }),
-      ...(e.visitor_id === undefined ? {} : { visitor: e.visitor_id }),
+      // '' for none, said outright: a first purchase then carries the signup without a visitor
+      visitor: e.visitor_id ?? '',
       ...(domain === undefined ? {} : { emailDomain: domain }),
     }
     const a = attribute(e)

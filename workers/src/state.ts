@@ -14,6 +14,10 @@ export interface UserState {
   partnerSince?: number
   /** where the user signed up from, for the self-referral rules when they refer others */
   ip?: string
+  /**
+   * the visitor_id the user signed up with; '' when the signup had none (undefined: a user
+   * stored before signups recorded it, whose visitor only funnel_steps knows)
+   */
   visitor?: string
   emailDomain?: string
   /** fraud flags raised on this user's referral (their purchases' commissions inherit them) */

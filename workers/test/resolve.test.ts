@@ -75,6 +75,32 @@ describe('commissions and refunds', () => {
     expect(r.counters.get('alice')).toEqual({ signups: 1, conversions: 1, earnings_cents: 500 })
   })
 
+  it("writes the buyer's signup into a first purchase: with its visitor, with none when the signup had none, not when the state predates it", () => {
+    const firstPurchase = (r: ReturnType<typeof run>, id: string) => {
+      const row = r.rows.find((x) => x.id === id)
+      return { first: row?.first_purchase, visitor: row?.signup_visitor_id, at: row?.signed_up_at }
+    }
+    const signedUp = T0 - DAY
+    const r = run(
+      [
+        ev.signup('s1', 'u1', { ref: 'AAAAAAAA', visitor_id: 'v1' }, signedUp),
+        ev.signup('s2', 'u2', { ref: 'AAAAAAAA' }, signedUp),
+        ev.purchase('p1', 'u1', 1000),
+        ev.purchase('p2', 'u2', 1000),
+        ev.purchase('p3', 'u3', 1000),
+      ],
+      (s) => {
+        owners(s)
+        // referred before signups recorded their visitor: no visitor field at all
+        s.users.set('u3', { referrer: 'bob', signedUpAt: signedUp, referredAt: signedUp })
+      },
+    )
+    expect(firstPurchase(r, 'p1')).toEqual({ first: 1, visitor: 'v1', at: signedUp })
+    expect(firstPurchase(r, 'p2')).toEqual({ first: 1, visitor: '', at: signedUp })
+    // funnel_steps joins this one to the signup stored there, which knows its visitor
+    expect(firstPurchase(r, 'p3')).toEqual({ first: 1, visitor: undefined, at: undefined })
+  })
+
   it('holds a refund that arrives before its purchase and applies it when the purchase comes', () => {
     const r = run(
       [
