@@ -27,11 +27,22 @@ export interface Baseline {
   fdatasync: number[]
 }
 
+/** The single-event load against a bare server (bench/ingest.ts bareSingle). */
+export interface BareSingleRun {
+  single: CannonFigures
+  /** CPU per request (service: the bare server) */
+  singleCpu: CpuSplit
+  /** cores the service and its redis-server kept busy meanwhile, when they ran beside it */
+  othersCores: { service: number; redis: number } | undefined
+}
+
 export interface ServiceRun {
   readyMs: number
   single: CannonFigures
   /** CPU per 2xx of the single-event phase, until its backlog was applied and stored */
   singleCpu: CpuSplit
+  /** the bare server's single-event load again, right after the service's phase drained */
+  bareAfter: BareSingleRun
   singleDrain: DrainResult
   singleDrainMs: number
   /** 2xx of the single-event phase, warm-up included */
@@ -231,9 +242,57 @@ function singleCeiling(b: Baseline, s: ServiceRun): Row {
   )
 }
 
-export function rows(shape: Shape, b: Baseline, s: ServiceRun): Row[] {
+const mean = (a: number, b: number) => (a + b) / 2
+
+/**
+ * The single-event baseline as the mean of the bare server's runs before and after the
+ * service's phase: a host whose speed drifts during the run moves both, and the service's
+ * phase lies between them. Latency percentiles are averaged too, the counts added.
+ */
+export function bracketed(b: Baseline, after: BareSingleRun): Baseline {
+  const x = b.single
+  const y = after.single
+  return {
+    ...b,
+    single: {
+      okPerSec: mean(x.okPerSec, y.okPerSec),
+      reqPerSecMean: mean(x.reqPerSecMean, y.reqPerSecMean),
+      p50: mean(x.p50, y.p50),
+      p99: mean(x.p99, y.p99),
+      ok: x.ok + y.ok,
+      non2xx: x.non2xx + y.non2xx,
+      status5xx: x.status5xx + y.status5xx,
+      errors: x.errors + y.errors,
+      timeouts: x.timeouts + y.timeouts,
+      durationS: x.durationS + y.durationS,
+    },
+    singleCpu: {
+      service: mean(b.singleCpu.service, after.singleCpu.service),
+      redis: mean(b.singleCpu.redis, after.singleCpu.redis),
+      loadgen: mean(b.singleCpu.loadgen, after.singleCpu.loadgen),
+    },
+  }
+}
+
+function bracketRow(before: CannonFigures, after: BareSingleRun): Row {
+  const busy = after.othersCores
+  return row(
+    "single-event baseline: the bare server before / after the service's phase (the rows above and the ceiling take their mean)",
+    `${fmt.int(before.okPerSec)} / ${fmt.int(after.single.okPerSec)} req/s`,
+    {
+      baseline:
+        busy === undefined
+          ? ''
+          : `service / its redis-server meanwhile (idle beside it): ${(busy.service * 100).toFixed(0)}% / ${(busy.redis * 100).toFixed(0)}% of a core`,
+      ratio: fmt.ratio(after.single.okPerSec, before.okPerSec),
+    },
+  )
+}
+
+export function rows(shape: Shape, before: Baseline, s: ServiceRun): Row[] {
   const { connections: CONNECTIONS, durationS: D_S, loops: LOOPS, batch: BATCH } = shape
   const { single } = s
+  const b = bracketed(before, s.bareAfter)
   const bareBatchRate = b.batch.accepted / ((b.batch.tLast202 - b.batch.tFirstSent) / 1000)
   const edgeRate = s.batch.accepted / ((s.batch.tLast202 - s.batch.tFirstSent) / 1000)
   const e2eMs = s.drain.tDone - s.batch.tFirstSent
@@ -280,6 +339,7 @@ export function rows(shape: Shape, b: Baseline, s: ServiceRun): Row[] {
       { baseline: `${us(b.singleCpu.service)} bare server / ${us(b.singleCpu.loadgen)} load generator` },
     ),
     singleCeiling(b, s),
+    bracketRow(before.single, s.bareAfter),
     row(`batched: accepted events/s at the HTTP edge (${LOOPS} loops x ${BATCH})`, fmt.int(edgeRate), {
       baseline: `${fmt.int(bareBatchRate)} (bare server)`,
       ratio: fmt.ratio(edgeRate, bareBatchRate),

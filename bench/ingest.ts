@@ -6,7 +6,14 @@ import { fileURLToPath } from 'node:url'
 import { makeKeys } from '@referral/core'
 import { dashboardReads } from './dashboard.ts'
 import { fdatasyncProbe } from './disk.ts'
-import { type Baseline, dashboardRows, rows, type ServiceRun, steadyRows } from './figures.ts'
+import {
+  type BareSingleRun,
+  type Baseline,
+  dashboardRows,
+  rows,
+  type ServiceRun,
+  steadyRows,
+} from './figures.ts'
 import { batchLoops, cannon, getJson, signToken, waitFor200 } from './load.ts'
 import {
   memorySampler,
@@ -98,15 +105,38 @@ async function startBare(): Promise<{ bare: ReturnType<typeof startChild>; url: 
   return { bare, url: `http://127.0.0.1:${(JSON.parse(line) as { port: number }).port}/v1/events` }
 }
 
-async function baseline(): Promise<Baseline> {
-  const { bare, url } = await startBare()
-  const target = { url, headers: ingestHeaders, connections: CONNECTIONS }
+/**
+ * The single-event load against a bare server: a warm-up, then autocannon for the phase's
+ * length, and the CPU per request of the server and of this process. `others`: processes whose
+ * CPU meanwhile is measured too (the service and its redis-server, idle beside it).
+ */
+async function bareSingle(
+  bare: { bare: ReturnType<typeof startChild>; url: string },
+  others?: { service: number; redis: number },
+): Promise<BareSingleRun> {
+  const target = { url: bare.url, headers: ingestHeaders, connections: CONNECTIONS }
   const body = JSON.stringify({ type: 'click', code: 'AAAAAAAA', visitor_id: 'v1' })
-  log('baseline: warm-up, then autocannon')
   await cannon({ ...target, body, durationS: 1 })
-  const singleMeter = new CpuMeter({ service: bare.pid })
+  const meter = new CpuMeter({ service: bare.bare.pid })
+  const othersMeter = others === undefined ? undefined : new CpuMeter(others)
   const single = await cannon({ ...target, body, durationS: D_S })
-  const singleCpu = singleMeter.per(single.ok)
+  const cpu = meter.per(single.ok)
+  // per(1): the whole phase's CPU in µs, over its length
+  const busy = othersMeter?.per(1)
+  const coreUs = D_S * 1e6
+  return {
+    single,
+    singleCpu: cpu,
+    othersCores:
+      busy === undefined ? undefined : { service: busy.service / coreUs, redis: busy.redis / coreUs },
+  }
+}
+
+async function baseline(): Promise<Baseline> {
+  const started = await startBare()
+  const { bare, url } = started
+  log('baseline: warm-up, then autocannon')
+  const { single, singleCpu } = await bareSingle(started)
   log(`baseline: ${fmt.int(single.okPerSec)} req/s; batches`)
   const batch = await batchLoops({
     url,
@@ -211,8 +241,15 @@ async function service(): Promise<ServiceRun> {
   const probeAuth = { authorization: `Bearer ${probe}` }
   const probeCode = (await getJson<{ code: string }>(`${base}/v1/me/referral`, probeAuth)).code
   // a bare server beside the service, probed at the same moments: what the machine under this
-  // load does to a request that costs nothing (its idle figure is the baseline's)
+  // load does to a request that costs nothing (its idle figure is the baseline's). First it
+  // takes the single-event load again, so that the ratio's baseline brackets the service's
+  // phase: the host's speed drifts over a run (the baseline's mean is the ratio's)
   const beside = await startBare()
+  log('service: the bare server beside it, single-event load again')
+  const bareAfter = await bareSingle(beside, { service: svc.pid, redis: pipeline.redisPid })
+  log(
+    `service: bare server ${fmt.int(bareAfter.single.okPerSec)} req/s after the service's single-event phase`,
+  )
   const probeSpec = (durationMs: number): ProbeSpec => ({
     statsUrl: `${base}/v1/me/stats`,
     authHeaders: probeAuth,
@@ -303,6 +340,7 @@ async function service(): Promise<ServiceRun> {
     readyMs,
     single,
     singleCpu,
+    bareAfter,
     singleDrain,
     singleDrainMs,
     single2xx,
