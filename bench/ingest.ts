@@ -6,14 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { makeKeys } from '@referral/core'
 import { dashboardReads } from './dashboard.ts'
 import { fdatasyncProbe } from './disk.ts'
-import {
-  type BareSingleRun,
-  type Baseline,
-  dashboardRows,
-  rows,
-  type ServiceRun,
-  steadyRows,
-} from './figures.ts'
+import { type BareSingleRun, type Baseline, dashboardRows, rows, type ServiceRun } from './figures.ts'
 import { batchLoops, cannon, getJson, signToken, waitFor200 } from './load.ts'
 import {
   memorySampler,
@@ -42,6 +35,7 @@ import {
 } from './proc.ts'
 import { fmt, machine, table } from './report.ts'
 import { steadyLoad } from './steady.ts'
+import { steadyRows } from './steady-figures.ts'
 
 /**
  * `npm run bench [-- --quick]`: one run on this machine, each figure against a baseline of the

@@ -225,9 +225,10 @@ export async function funnelUndecided(
   windowSeconds: number,
   flagged: FlagFilter = 'include',
 ): Promise<number> {
+  const legacy = await hasLegacyPurchases(ch, range, flagged)
   const [row] = await queryRows<{ n: string }>(
     ch,
-    `SELECT countIf(level = ${UNDECIDED}) AS n FROM (${funnelLevels(flagged, await hasLegacyPurchases(ch, range, flagged))}) ${FUNNEL_SETTINGS}`,
+    `SELECT countIf(level = ${UNDECIDED}) AS n FROM (${funnelLevels(flagged, legacy)}) ${FUNNEL_SETTINGS}`,
     { ...range, ...wholeHours(range), window: windowSeconds },
   )
   return Number(row?.n ?? 0)
