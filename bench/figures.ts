@@ -1,7 +1,7 @@
 import { cpus } from 'node:os'
 import { type DashboardRun, EARNINGS_CASE, FUNNEL_RECLICK_CASE, type Timed } from './dashboard.ts'
 import type { BatchRun, CannonFigures } from './load.ts'
-import type { AofRewrites, DrainResult, MemorySplit, RuntimeSplit } from './pipeline.ts'
+import type { AofRewrites, DrainResult, MemorySplit, QueueSplit, RuntimeSplit } from './pipeline.ts'
 import type { ProbeResult } from './probes.ts'
 import type { CpuSplit, ExitInfo } from './proc.ts'
 import { fmt, type Row, row, verdict } from './report.ts'
@@ -41,6 +41,8 @@ export interface ServiceRun {
   single: CannonFigures
   /** CPU per 2xx of the single-event phase, until its backlog was applied and stored */
   singleCpu: CpuSplit
+  /** the single-event phase's queue writes and redis-server's commands, until drained */
+  singleQueue: QueueSplit
   /** the bare server's single-event load again, right after the service's phase drained */
   bareAfter: BareSingleRun
   singleDrain: DrainResult
@@ -187,6 +189,24 @@ function bracketRow(before: CannonFigures, after: BareSingleRun): Row {
   )
 }
 
+/**
+ * What a single-event request costs redis-server, against the queue writes it shares: the
+ * events of a job (one group commit), and the time redis-server spent running commands a
+ * request, its scripts' (BullMQ's three a job: add, fetch, complete) and all. Its CPU a request
+ * in the row above is more: reading, replying, the AOF's writes and fsyncs.
+ */
+function singleQueueRow(s: ServiceRun): Row {
+  const q = s.singleQueue
+  const requests = s.single.ok
+  return row(
+    "single-event: events a queue write (job); redis-server's time running commands a request: scripts (EVALSHA) / all",
+    `${(q.events / q.jobs).toFixed(1)} events a job; ${us(q.scripts.usec / requests)} / ${us(q.all.usec / requests)}`,
+    {
+      baseline: `${(q.scripts.calls / q.jobs).toFixed(1)} script calls a job, ${us(q.scripts.usec / q.scripts.calls)} each; ${fmt.int(q.jobs)} jobs`,
+    },
+  )
+}
+
 export function rows(shape: Shape, before: Baseline, s: ServiceRun): Row[] {
   const { connections: CONNECTIONS, durationS: D_S, loops: LOOPS, batch: BATCH } = shape
   const { single } = s
@@ -236,6 +256,7 @@ export function rows(shape: Shape, before: Baseline, s: ServiceRun): Row[] {
       cpu(s.singleCpu),
       { baseline: `${us(b.singleCpu.service)} bare server / ${us(b.singleCpu.loadgen)} load generator` },
     ),
+    singleQueueRow(s),
     singleCeiling(b, s),
     bracketRow(before.single, s.bareAfter),
     row(`batched: accepted events/s at the HTTP edge (${LOOPS} loops x ${BATCH})`, fmt.int(edgeRate), {

@@ -12,6 +12,7 @@ import {
   memorySampler,
   openPipeline,
   queueSampler,
+  queueSplit,
   RssSampler,
   readMetrics,
   runtimeSplit,
@@ -210,6 +211,10 @@ async function service(): Promise<ServiceRun> {
   const body = JSON.stringify({ type: 'click', code, visitor_id: 'v1' })
   const warm = await cannon({ ...target, body, durationS: 1 })
   const cpuPids = { service: svc.pid, redis: pipeline.redisPid }
+  const queueBefore = {
+    metrics: await readMetrics(`${base}/metrics`),
+    commands: await pipeline.commandStats(),
+  }
   const singleMeter = new CpuMeter(cpuPids)
   const single = await cannon({ ...target, body, durationS: D_S })
   log(`service: ${fmt.int(single.okPerSec)} req/s single; waiting for that backlog`)
@@ -225,6 +230,10 @@ async function service(): Promise<ServiceRun> {
   })
   // each request's whole cost: answered, then applied and stored (the backlog drained)
   const singleCpu = singleMeter.per(single.ok)
+  const singleQueue = queueSplit(
+    { before: queueBefore.metrics, after: await readMetrics(`${base}/metrics`) },
+    { before: queueBefore.commands, after: await pipeline.commandStats() },
+  )
   const singleDrainMs = singleDrain.tDone - t0
   const clicksBefore = await clicks()
   const single2xx = warm.ok + single.ok
@@ -334,6 +343,7 @@ async function service(): Promise<ServiceRun> {
     readyMs,
     single,
     singleCpu,
+    singleQueue,
     bareAfter,
     singleDrain,
     singleDrainMs,

@@ -31,7 +31,14 @@ export interface Pipeline {
   watchFsync(): Promise<() => Promise<number[]>>
   /** AOF rewrites so far, and the CPU its forked children used in all (s) */
   rewrites(): Promise<AofRewrites>
+  /** INFO commandstats: each command's calls so far, and the time redis-server spent running them */
+  commandStats(): Promise<Map<string, CommandStat>>
   close(): Promise<void>
+}
+
+export interface CommandStat {
+  calls: number
+  usec: number
 }
 
 export interface AofRewrites {
@@ -100,6 +107,7 @@ export async function openPipeline(dataDir: string): Promise<Pipeline> {
         childCpuS: num('used_cpu_sys_children') + num('used_cpu_user_children'),
       }
     },
+    commandStats: async () => parseCommandStats(await connection.info('commandstats')),
     close: async () => {
       await queue.close()
       connection.disconnect()
@@ -186,6 +194,53 @@ export class RssSampler {
 }
 
 /** The service's event loop and GC over a phase, from its /metrics (ms). */
+/** `cmdstat_<name>:calls=<n>,usec=<µs>,...` lines, by command name */
+export function parseCommandStats(info: string): Map<string, CommandStat> {
+  const out = new Map<string, CommandStat>()
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+    if (m[1] !== undefined) out.set(m[1], { calls: Number(m[2]), usec: Number(m[3]) })
+  }
+  return out
+}
+
+/**
+ * A phase of single events, as the queue and redis-server saw it: queue writes (jobs) and
+ * events from the service's /metrics, and redis-server's time running commands, the scripts
+ * (EVALSHA: BullMQ's three a job, the worker's own) and all, from INFO commandstats before and
+ * after. The bench's own polls of the queue are in it too, a few calls.
+ */
+export interface QueueSplit {
+  jobs: number
+  events: number
+  scripts: CommandStat
+  all: CommandStat
+}
+
+export function queueSplit(
+  metrics: { before: Map<string, number>; after: Map<string, number> },
+  commands: { before: Map<string, CommandStat>; after: Map<string, CommandStat> },
+): QueueSplit {
+  const delta = (name: string) =>
+    (metrics.after.get(name) ?? Number.NaN) - (metrics.before.get(name) ?? Number.NaN)
+  const since = (name: string): CommandStat => {
+    const a = commands.after.get(name) ?? { calls: 0, usec: 0 }
+    const b = commands.before.get(name) ?? { calls: 0, usec: 0 }
+    return { calls: a.calls - b.calls, usec: a.usec - b.usec }
+  }
+  const all = { calls: 0, usec: 0 }
+  for (const name of commands.after.keys()) {
+    const d = since(name)
+    all.calls += d.calls
+    all.usec += d.usec
+  }
+  return {
+    jobs: delta('ra_ingest_batches_total'),
+    events: delta('ra_ingest_events_accepted_total'),
+    scripts: since('evalsha'),
+    all,
+  }
+}
+
 export interface RuntimeSplit {
   /** how late a 10 ms timer ran in the last complete 10 s window: p99, worst */
   delayP99: number
