@@ -193,9 +193,8 @@ export class RssSampler {
   }
 }
 
-/** The service's event loop and GC over a phase, from its /metrics (ms). */
 /** `cmdstat_<name>:calls=<n>,usec=<µs>,...` lines, by command name */
-export function parseCommandStats(info: string): Map<string, CommandStat> {
+function parseCommandStats(info: string): Map<string, CommandStat> {
   const out = new Map<string, CommandStat>()
   for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
     if (m[1] !== undefined) out.set(m[1], { calls: Number(m[2]), usec: Number(m[3]) })
@@ -241,6 +240,7 @@ export function queueSplit(
   }
 }
 
+/** The service's event loop and GC over a phase, from its /metrics (ms). */
 export interface RuntimeSplit {
   /** how late a 10 ms timer ran in the last complete 10 s window: p99, worst */
   delayP99: number
