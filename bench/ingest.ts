@@ -4,9 +4,10 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { makeKeys } from '@referral/core'
+import { bareSingle, startBare } from './bare.ts'
 import { dashboardReads } from './dashboard.ts'
 import { fdatasyncProbe } from './disk.ts'
-import { type BareSingleRun, type Baseline, dashboardRows, rows, type ServiceRun } from './figures.ts'
+import { type Baseline, dashboardRows, rows, type ServiceRun } from './figures.ts'
 import { batchLoops, cannon, getJson, signToken, waitFor200 } from './load.ts'
 import {
   memorySampler,
@@ -90,48 +91,14 @@ async function startProbes(spec: ProbeSpec): Promise<{ done: Promise<ProbeResult
   return { done: result.then((line) => JSON.parse(line) as ProbeResult) }
 }
 
-/** A bare node:http server (bare-server.ts) and its URL for POST /v1/events. */
-async function startBare(): Promise<{ bare: ReturnType<typeof startChild>; url: string }> {
-  const bare = startChild('bare-server', process.execPath, tsxArgs('bench/bare-server.ts'), {
-    env: { ...process.env, PORT: '0' },
-    cwd: ROOT,
-  })
-  const line = await bare.waitForLine((l) => l.startsWith('{"port"'), 20_000)
-  return { bare, url: `http://127.0.0.1:${(JSON.parse(line) as { port: number }).port}/v1/events` }
-}
-
-/**
- * The single-event load against a bare server: a warm-up, then autocannon for the phase's
- * length, and the CPU per request of the server and of this process. `others`: processes whose
- * CPU meanwhile is measured too (the service and its redis-server, idle beside it).
- */
-async function bareSingle(
-  bare: { bare: ReturnType<typeof startChild>; url: string },
-  others?: { service: number; redis: number },
-): Promise<BareSingleRun> {
-  const target = { url: bare.url, headers: ingestHeaders, connections: CONNECTIONS }
-  const body = JSON.stringify({ type: 'click', code: 'AAAAAAAA', visitor_id: 'v1' })
-  await cannon({ ...target, body, durationS: 1 })
-  const meter = new CpuMeter({ service: bare.bare.pid })
-  const othersMeter = others === undefined ? undefined : new CpuMeter(others)
-  const single = await cannon({ ...target, body, durationS: D_S })
-  const cpu = meter.per(single.ok)
-  // per(1): the whole phase's CPU in µs, over its length
-  const busy = othersMeter?.per(1)
-  const coreUs = D_S * 1e6
-  return {
-    single,
-    singleCpu: cpu,
-    othersCores:
-      busy === undefined ? undefined : { service: busy.service / coreUs, redis: busy.redis / coreUs },
-  }
-}
+/** the single-event load, as the service gets it */
+const singleLoad = { headers: ingestHeaders, connections: CONNECTIONS, durationS: D_S }
 
 async function baseline(): Promise<Baseline> {
-  const started = await startBare()
+  const started = await startBare(ROOT)
   const { bare, url } = started
   log('baseline: warm-up, then autocannon')
-  const { single, singleCpu } = await bareSingle(started)
+  const { single, singleCpu } = await bareSingle(started, singleLoad)
   log(`baseline: ${fmt.int(single.okPerSec)} req/s; batches`)
   const batch = await batchLoops({
     url,
@@ -247,9 +214,9 @@ async function service(): Promise<ServiceRun> {
   // load does to a request that costs nothing (its idle figure is the baseline's). First it
   // takes the single-event load again, so that the ratio's baseline brackets the service's
   // phase: the host's speed drifts over a run (the baseline's mean is the ratio's)
-  const beside = await startBare()
+  const beside = await startBare(ROOT)
   log('service: the bare server beside it, single-event load again')
-  const bareAfter = await bareSingle(beside, { service: svc.pid, redis: pipeline.redisPid })
+  const bareAfter = await bareSingle(beside, singleLoad, { service: svc.pid, redis: pipeline.redisPid })
   log(
     `service: bare server ${fmt.int(bareAfter.single.okPerSec)} req/s after the service's single-event phase`,
   )
